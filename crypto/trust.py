@@ -1,0 +1,261 @@
+"""Trust: is this object genuine, and may its signer say what it says?
+
+Theory of operation
+-------------------
+A :class:`TrustStore` is pinned to one KPU root public key. The root certifies *issuer* keys
+(the central server's); issuers certify enrolled device keys with a role, a scope (TPS codes or
+region prefixes), the elections, a validity window and a serial. The root also signs the
+election manifest and the revocation list (both versioned; only a newer version replaces the one
+held).
+
+:meth:`TrustStore.verify` decodes an envelope and checks, in order: structure and canonical bytes
+(``malformed``); the signer's certificate chain to the pinned root, using certificates already
+learnt or attached to the object (``unknown-signer``); the signature over the exact received
+content bytes (``bad-signature``); the certificate's validity window at ``now`` with a clock
+tolerance (``expired`` / ``not-yet-valid``); revocation (``revoked``); the role allowed for the
+kind (``wrong-role``); scope and election (``out-of-scope``); and, for results, the election
+rules against the manifest (``invalid-content``). It returns a :class:`Verified`, the only way to
+get one.
+
+Clocks: device clocks are untrusted. Validity windows are checked against the caller's ``now``
+with a tolerance of ``CLOCK_SKEW`` (24 hours) either side, so a phone whose clock is a few hours
+off still works, while a key used days after its window is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from estafet.protocol.errors import ProtocolError
+from estafet.protocol.form import check_form
+from estafet.protocol.manifest import Manifest
+from estafet.protocol.objects import (
+    CertificateBody,
+    EndorsementBody,
+    Envelope,
+    ManifestBody,
+    ReceiptBody,
+    ResultBody,
+    RevocationBody,
+    RevokedEntry,
+    decode_envelope,
+    receipt_log_ok,
+    signing_message,
+)
+from estafet.protocol.photos import check_photos
+
+from .errors import VerifyError
+from .keys import key_id, verify_signature
+
+CLOCK_SKEW = 24 * 3600
+DEVICE_ROLES = ("kpps-chair", "kpps-member", "witness", "relay", "gateway")
+ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
+    "result": ("kpps-chair",),
+    "endorsement": ("kpps-chair", "kpps-member", "witness"),
+    "receipt": ("issuer",),
+    "certificate": ("issuer", "root"),
+    "manifest": ("root",),
+    "revocation": ("root",),
+}
+MAX_CHAIN_DEPTH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """Who signed: the root itself (``cert`` None) or a certified key."""
+
+    key_id: bytes
+    public: bytes
+    role: str
+    cert: CertificateBody | None = None
+    cert_envelope: Envelope | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An object whose signature, chain, role, scope and content rules all checked out."""
+
+    envelope: Envelope
+    signer: Signer
+    revoked: RevokedEntry | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> bytes:
+        return self.envelope.id
+
+    @property
+    def kind(self) -> str:
+        return self.envelope.kind
+
+
+@dataclass
+class TrustStore:
+    """What a node believes. Learning is explicit (:meth:`learn`); verifying has no effects
+    beyond caching certificates that verified."""
+
+    root_public: bytes
+    skew: int = CLOCK_SKEW
+    manifest: Manifest | None = None
+    manifest_envelope: Envelope | None = None
+    revocation: RevocationBody | None = None
+    revocation_envelope: Envelope | None = None
+    _certs: dict[bytes, tuple[Envelope, CertificateBody]] = field(default_factory=dict)
+
+    @property
+    def root_id(self) -> bytes:
+        return key_id(self.root_public)
+
+    # --- learning ----------------------------------------------------------------------
+    def learn(self, verified: Verified) -> bool:
+        """Take in a verified certificate, manifest or revocation list. Returns True if it
+        changed what this store believes (a new certificate or a newer version)."""
+        env = verified.envelope
+        body = env.body
+        if isinstance(body, CertificateBody):
+            if key_id(body.subject) in self._certs:
+                return False
+            self._certs[key_id(body.subject)] = (env, body)
+            return True
+        if isinstance(body, ManifestBody):
+            if self.manifest is None or body.manifest.version > self.manifest.version:
+                self.manifest, self.manifest_envelope = body.manifest, env
+                return True
+            return False
+        if isinstance(body, RevocationBody):
+            if self.revocation is None or body.version > self.revocation.version:
+                self.revocation, self.revocation_envelope = body, env
+                return True
+            return False
+        return False
+
+    def certificates(self) -> list[Envelope]:
+        return [env for env, _ in self._certs.values()]
+
+    def certificate_for(self, kid: bytes) -> CertificateBody | None:
+        found = self._certs.get(kid)
+        return found[1] if found else None
+
+    # --- verification ------------------------------------------------------------------
+    def verify(
+        self,
+        data: bytes | Envelope,
+        now: int,
+        *,
+        allow_revoked: bool = False,
+        check_content: bool = True,
+    ) -> Verified:
+        """Verify ``data`` at time ``now`` (unix seconds). Raises :class:`VerifyError`.
+
+        ``allow_revoked`` returns objects of revoked signers with ``revoked`` set (the central
+        server keeps them as flagged evidence) instead of refusing them.
+        """
+        env = self._decode(data)
+        signer = self._signer(env, now, depth=0)
+        return self._check(env, signer, now, allow_revoked, check_content)
+
+    def _decode(self, data: bytes | Envelope) -> Envelope:
+        if isinstance(data, Envelope):
+            return data
+        try:
+            return decode_envelope(data)
+        except ProtocolError as exc:
+            raise VerifyError("malformed", str(exc)) from exc
+
+    def _signer(self, env: Envelope, now: int, depth: int) -> Signer:
+        if env.signer == self.root_id:
+            return Signer(env.signer, self.root_public, "root")
+        held = self._certs.get(env.signer)
+        if held is None and depth < MAX_CHAIN_DEPTH:
+            for raw in env.chain:
+                try:
+                    cert_env = decode_envelope(raw)
+                except ProtocolError:
+                    continue
+                cb = cert_env.body
+                if isinstance(cb, CertificateBody) and key_id(cb.subject) == env.signer:
+                    cert_signer = self._signer(cert_env, now, depth + 1)
+                    self._check(cert_env, cert_signer, now, False, True)
+                    held = (cert_env, cb)
+                    self._certs[env.signer] = held
+                    break
+        if held is None:
+            raise VerifyError("unknown-signer", f"no certificate for key {env.signer.hex()}")
+        cert_env, cert = held
+        return Signer(env.signer, cert.subject, cert.role, cert, cert_env)
+
+    def _check(
+        self, env: Envelope, signer: Signer, now: int, allow_revoked: bool, check_content: bool
+    ) -> Verified:
+        if not verify_signature(
+            signer.public, signing_message(env.kind, env.content), env.signature
+        ):
+            raise VerifyError("bad-signature", f"{env.kind} {env.id.hex()[:16]}")
+        revoked = None
+        if signer.cert is not None:
+            cert = signer.cert
+            if now < cert.not_before - self.skew:
+                raise VerifyError("not-yet-valid", f"certificate serial {cert.serial}")
+            if now > cert.not_after + self.skew:
+                raise VerifyError("expired", f"certificate serial {cert.serial}")
+            if self.revocation is not None:
+                revoked = self.revocation.revokes(cert.serial, signer.key_id)
+                if revoked is None and signer.cert_envelope is not None:
+                    issuer = self._certs.get(signer.cert_envelope.signer)
+                    if issuer is not None:
+                        revoked = self.revocation.revokes(
+                            issuer[1].serial, signer.cert_envelope.signer
+                        )
+                if revoked is not None and not allow_revoked:
+                    raise VerifyError("revoked", f"serial {cert.serial}: {revoked.reason}")
+        if signer.role not in ROLES_FOR_KIND[env.kind]:
+            raise VerifyError("wrong-role", f"a {signer.role} may not sign a {env.kind}")
+        warnings = self._check_body(env, signer, check_content)
+        return Verified(env, signer, revoked, warnings)
+
+    def _check_body(self, env: Envelope, signer: Signer, check_content: bool) -> tuple[str, ...]:
+        body = env.body
+        if isinstance(body, CertificateBody):
+            self._check_certificate(body, signer)
+        elif isinstance(body, ResultBody | EndorsementBody):
+            cert = signer.cert
+            assert cert is not None
+            tps = body.form.tps if isinstance(body, ResultBody) else body.tps
+            election = body.form.election if isinstance(body, ResultBody) else body.election
+            if not cert.covers(tps) or election not in cert.elections:
+                raise VerifyError(
+                    "out-of-scope",
+                    f"key serial {cert.serial} ({cert.role} for {','.join(cert.scope)}) may not "
+                    f"sign for TPS {tps} {election}",
+                )
+            if isinstance(body, ResultBody) and check_content:
+                return self._check_result(body)
+        elif isinstance(body, ReceiptBody) and not receipt_log_ok(body, env.created):
+            raise VerifyError("invalid-content", "receipt log hash does not match its entry")
+        return ()
+
+    def _check_certificate(self, body: CertificateBody, signer: Signer) -> None:
+        if signer.role == "root":
+            if body.role != "issuer":
+                raise VerifyError("wrong-role", "the root certifies only issuer keys")
+            return
+        if body.role not in DEVICE_ROLES:
+            raise VerifyError("wrong-role", f"an issuer may not certify a {body.role} key")
+        issuer = signer.cert
+        assert issuer is not None
+        for s in body.scope:
+            if not any(s.startswith(p) for p in issuer.scope):
+                raise VerifyError("out-of-scope", f"scope {s} is outside the issuer's scope")
+        if not set(body.elections) <= set(issuer.elections):
+            raise VerifyError("out-of-scope", "elections outside the issuer's elections")
+
+    def _check_result(self, body: ResultBody) -> tuple[str, ...]:
+        bad = check_photos(list(body.photos))
+        warnings: tuple[str, ...] = ()
+        if self.manifest is not None:
+            hard, warn = check_form(body.form, self.manifest)
+            bad.extend(hard)
+            warnings = tuple(sorted(w.rule for w in warn))
+        if bad:
+            raise VerifyError("invalid-content", "; ".join(str(v) for v in bad))
+        return warnings

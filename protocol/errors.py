@@ -1,0 +1,55 @@
+"""The exception tree of :mod:`estafet.protocol`.
+
+::
+
+    ProtocolError                 root: anything protocol/ refuses
+    ├── DecodeError               untrusted bytes that are malformed, oversized or non-canonical
+    ├── SchemaError               well-formed bytes whose content has the wrong shape
+    ├── FormError                 a result form that breaks hard rules (carries the violations)
+    └── ManifestError             an election manifest that cannot be used
+
+Errors carry fields so callers can show or log them without parsing messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ProtocolError(Exception):
+    """Root of every error raised by :mod:`estafet.protocol`."""
+
+
+class DecodeError(ProtocolError):
+    """Bytes from outside could not be decoded within limits, or were not canonical."""
+
+
+class SchemaError(ProtocolError):
+    """Decoded content does not have the shape its kind requires."""
+
+
+class ManifestError(ProtocolError):
+    """The election manifest is malformed or inconsistent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: ``rule`` is a stable name (see docs/rules.md), ``message`` explains."""
+
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
+class FormError(ProtocolError):
+    """A result form breaks one or more hard rules; nothing may be signed."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = list(violations)
+        super().__init__("; ".join(str(v) for v in self.violations))
+
+    @property
+    def rules(self) -> list[str]:
+        return [v.rule for v in self.violations]

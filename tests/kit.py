@@ -1,0 +1,176 @@
+"""Test kit: a small KPU PKI, the Kotabaru manifest, and signed results, built in memory.
+
+Used by tests at every layer so they share one realistic world. Deterministic when given seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from estafet.crypto.keys import SigningKey
+from estafet.crypto.seal import certify, seal
+from estafet.crypto.trust import TrustStore
+from estafet.protocol.form import check_form, parse_form
+from estafet.protocol.manifest import Manifest, build_manifest
+from estafet.protocol.objects import (
+    EndorsementBody,
+    Envelope,
+    ManifestBody,
+    ResultBody,
+    RevocationBody,
+    RevokedEntry,
+)
+from estafet.protocol.photos import PhotoRef
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kotabaru"
+NOW = 1_732_665_600  # 2024-11-27 00:00 UTC, Pilkada day
+DAY = 86_400
+TPS_A = "6302142001001"  # Hampang, a no-signal kecamatan
+TPS_B = "6302142001002"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as fh:
+        lines = [ln for ln in fh if not ln.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def kotabaru_manifest(version: int = 1) -> Manifest:
+    toml = tomllib.loads((FIXTURES / "elections.toml").read_text(encoding="utf-8"))
+    regions = {r["code"]: r["name"] for r in _rows(FIXTURES / "kecamatan.csv")}
+    regions.update({r["code"]: r["name"] for r in _rows(FIXTURES / "desa.csv")})
+    return build_manifest(
+        name=toml["name"],
+        version=version,
+        elections=toml["election"],
+        tps_rows=_rows(FIXTURES / "tps.csv"),
+        regions=regions,
+    )
+
+
+def seeded_key(label: str) -> SigningKey:
+    return SigningKey.from_seed(hashlib.sha256(b"estafet-test/" + label.encode()).digest())
+
+
+def photo_bytes(tag: str, size: int = 2000, kind: str = "jpeg") -> bytes:
+    head = b"\xff\xd8\xff\xe0" if kind == "jpeg" else b"\x89PNG\r\n\x1a\n"
+    body = hashlib.sha256(tag.encode()).digest() * (size // 32 + 1)
+    return (head + body)[:size]
+
+
+def photo_refs(photos: list[bytes]) -> tuple[PhotoRef, ...]:
+    out = []
+    for i, data in enumerate(photos, 1):
+        kind = "png" if data.startswith(b"\x89PNG") else "jpeg"
+        out.append(PhotoRef(i, hashlib.sha256(data).digest(), len(data), kind))
+    return tuple(out)
+
+
+def form_json(election: str = "bupati", tps: str = TPS_A, **over: Any) -> dict[str, Any]:
+    """A valid form; the issue's example numbers for bupati, a two-pair split for gubernur."""
+    votes = {"1": 101, "2": 80, "3": 23} if election == "bupati" else {"1": 120, "2": 84}
+    form: dict[str, Any] = {
+        "election": election,
+        "tps": tps,
+        "voters": {"dpt": {"m": 120, "f": 131}},
+        "turnout": {"dpt": {"m": 100, "f": 110}, "dptb": {"m": 2, "f": 1}, "dpk": {"m": 1, "f": 0}},
+        "ballots": {"received": 257, "used": 214, "damaged": 1, "unused": 42},
+        "disabled": {"m": 1, "f": 0},
+        "votes": votes,
+        "valid": 204,
+        "invalid": 10,
+        "revision": 0,
+        "supersedes": None,
+    }
+    form.update(over)
+    return form
+
+
+@dataclass
+class World:
+    """Root, issuer, manifest and a factory for enrolled officers."""
+
+    root: SigningKey = field(default_factory=lambda: seeded_key("root"))
+    issuer: SigningKey = field(default_factory=lambda: seeded_key("issuer"))
+    manifest: Manifest = field(default_factory=kotabaru_manifest)
+    now: int = NOW
+    serial: int = 1
+    issuer_cert: Envelope = field(init=False)
+    manifest_env: Envelope = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.issuer_cert = certify(
+            self.root,
+            subject=self.issuer.public,
+            role="issuer",
+            scope=("6302",),
+            elections=("gubernur", "bupati"),
+            serial=self.next_serial(),
+            not_before=self.now - 30 * DAY,
+            not_after=self.now + 365 * DAY,
+            label="central issuer",
+        )
+        self.manifest_env = seal("manifest", ManifestBody(self.manifest), self.root, self.now - DAY)
+
+    def next_serial(self) -> int:
+        self.serial += 1
+        return self.serial
+
+    def trust(self) -> TrustStore:
+        ts = TrustStore(self.root.public)
+        ts.learn(ts.verify(self.issuer_cert, self.now))
+        ts.learn(ts.verify(self.manifest_env, self.now))
+        return ts
+
+    def officer(
+        self,
+        label: str,
+        role: str = "kpps-chair",
+        scope: tuple[str, ...] = (TPS_A,),
+        elections: tuple[str, ...] = ("gubernur", "bupati"),
+        not_before: int | None = None,
+        not_after: int | None = None,
+    ) -> tuple[SigningKey, Envelope]:
+        key = seeded_key(label)
+        cert = certify(
+            self.issuer,
+            subject=key.public,
+            role=role,
+            scope=scope,
+            elections=elections,
+            serial=self.next_serial(),
+            not_before=self.now - DAY if not_before is None else not_before,
+            not_after=self.now + 14 * DAY if not_after is None else not_after,
+            label=label,
+        )
+        return key, cert
+
+    def chain(self, cert: Envelope) -> tuple[bytes, ...]:
+        return (cert.encode(), self.issuer_cert.encode())
+
+    def result(
+        self,
+        key: SigningKey,
+        cert: Envelope,
+        photos: list[bytes] | None = None,
+        created: int | None = None,
+        **form_over: Any,
+    ) -> tuple[Envelope, list[bytes]]:
+        form = parse_form(form_json(**form_over))
+        photos = photos or [photo_bytes(f"{form.tps}-{form.election}-{i}") for i in (1, 2, 3)]
+        _, warn = check_form(form, self.manifest)
+        body = ResultBody(form, photo_refs(photos), tuple(sorted(w.rule for w in warn)))
+        env = seal("result", body, key, created or self.now, chain=self.chain(cert))
+        return env, photos
+
+    def endorse(self, key: SigningKey, cert: Envelope, result: Envelope) -> Envelope:
+        body = EndorsementBody(result.id, result.tps, result.election, "agree")
+        return seal("endorsement", body, key, self.now + 60, chain=self.chain(cert))
+
+    def revocation(self, version: int, *entries: RevokedEntry) -> Envelope:
+        return seal("revocation", RevocationBody(version, entries), self.root, self.now)
