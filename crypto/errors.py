@@ -19,7 +19,6 @@ REASONS = {
     "not-yet-valid": "the signer's certificate is not valid yet (beyond the clock tolerance)",
     "revoked": "the signer's key or certificate was revoked",
     "invalid-content": "the content breaks an election rule (the detail names the rule)",
-    "stale": "an older version of a manifest or revocation list than the one held",
 }
 
 

@@ -16,13 +16,14 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
 
-from .errors import KeyFileError
+from .errors import CryptoError, KeyFileError
 from .keys import SigningKey
 
 FORMAT = "estafet-key-v1"
 SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
+_N_MIN, _N_MAX = 2**10, 2**20
 
 
 def _kdf(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -36,6 +37,8 @@ def encrypt_key(
     """Seal ``key`` under ``passphrase``. ``salt``/``nonce`` are for test vectors only."""
     if not passphrase:
         raise KeyFileError("an empty passphrase is not allowed; use an unencrypted key instead")
+    if not _N_MIN <= n <= _N_MAX or n & (n - 1):
+        raise KeyFileError(f"scrypt n must be a power of two in 2**10..2**20, got {n}")
     salt = salt if salt is not None else secrets.token_bytes(16)
     nonce = nonce if nonce is not None else secrets.token_bytes(12)
     box = ChaCha20Poly1305(_kdf(passphrase, salt, n, SCRYPT_R, SCRYPT_P)).encrypt(
@@ -84,7 +87,7 @@ def decrypt_key(data: bytes, passphrase: str | None) -> SigningKey:
             if passphrase is None:
                 raise KeyFileError("this key is encrypted: a passphrase is needed")
             n, r, p = int(m["n"]), int(m["r"]), int(m["p"])
-            if not (2**10 <= n <= 2**20 and r == SCRYPT_R and p == SCRYPT_P):
+            if not (_N_MIN <= n <= _N_MAX and r == SCRYPT_R and p == SCRYPT_P):
                 raise KeyFileError("unsupported scrypt parameters")
             aead = ChaCha20Poly1305(_kdf(passphrase, m["salt"], n, r, p))
             try:
@@ -94,7 +97,9 @@ def decrypt_key(data: bytes, passphrase: str | None) -> SigningKey:
             key = SigningKey.from_seed(seed)
         else:
             raise KeyFileError(f"unknown key protection {m['kdf']!r}")
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyFileError:
+        raise
+    except (KeyError, TypeError, ValueError, CryptoError) as exc:
         raise KeyFileError(f"damaged key file: {exc}") from exc
     if key.id != m.get("id"):
         raise KeyFileError("key file id does not match its key")

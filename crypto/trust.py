@@ -112,6 +112,8 @@ class TrustStore:
         changed what this store believes (a new certificate or a newer version)."""
         env = verified.envelope
         body = env.body
+        if verified.revoked is not None:
+            return False  # flagged evidence is kept by the caller, never believed
         if isinstance(body, CertificateBody):
             if key_id(body.subject) in self._certs:
                 return False
@@ -151,7 +153,7 @@ class TrustStore:
         server keeps them as flagged evidence) instead of refusing them.
         """
         env = self._decode(data)
-        signer = self._signer(env, now, depth=0)
+        signer = self._signer(env, now, env.chain, allow_revoked, depth=0)
         return self._check(env, signer, now, allow_revoked, check_content)
 
     def _decode(self, data: bytes | Envelope) -> Envelope:
@@ -162,20 +164,24 @@ class TrustStore:
         except ProtocolError as exc:
             raise VerifyError("malformed", str(exc)) from exc
 
-    def _signer(self, env: Envelope, now: int, depth: int) -> Signer:
+    def _signer(
+        self, env: Envelope, now: int, chain: tuple[bytes, ...], allow_revoked: bool, depth: int
+    ) -> Signer:
+        """Find who signed ``env``: the root, a held certificate, or one from ``chain`` (the
+        outermost object's attached certificates, which also vouch for each other)."""
         if env.signer == self.root_id:
             return Signer(env.signer, self.root_public, "root")
         held = self._certs.get(env.signer)
         if held is None and depth < MAX_CHAIN_DEPTH:
-            for raw in env.chain:
+            for raw in chain:
                 try:
                     cert_env = decode_envelope(raw)
                 except ProtocolError:
                     continue
                 cb = cert_env.body
                 if isinstance(cb, CertificateBody) and key_id(cb.subject) == env.signer:
-                    cert_signer = self._signer(cert_env, now, depth + 1)
-                    self._check(cert_env, cert_signer, now, False, True)
+                    cert_signer = self._signer(cert_env, now, chain, allow_revoked, depth + 1)
+                    self._check(cert_env, cert_signer, now, allow_revoked, True)
                     held = (cert_env, cb)
                     self._certs[env.signer] = held
                     break

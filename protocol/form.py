@@ -11,6 +11,7 @@ central server, so a forged-but-signed result that breaks arithmetic is refused 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,7 @@ FORM_KEYS = frozenset(
 _MF = ("m", "f")
 _TURNOUT = ("dpt", "dptb", "dpk")
 _BALLOTS = ("received", "used", "damaged", "unused")
+_BALLOT_KEY = re.compile(r"[1-9][0-9]?")  # ASCII only (isdigit() takes "²")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +197,7 @@ def parse_form(data: Any) -> ResultForm:
         p.bad("form-keys", "votes must be an object of ballot number -> votes")
     else:
         for k, v in votes_in.items():
-            if not isinstance(k, str) or not k.isdigit() or k != str(int(k)):
+            if not isinstance(k, str) or _BALLOT_KEY.fullmatch(k) is None:
                 p.bad("vote-keys", f'vote key {k!r} is not a ballot number like "1"')
                 continue
             votes[k] = p.count(v, f"votes.{k}")
@@ -210,6 +212,8 @@ def parse_form(data: Any) -> ResultForm:
             try:
                 supersedes = bytes.fromhex(sup_in)
             except ValueError:
+                supersedes = None
+            if supersedes is not None and len(supersedes) != 32:  # fromhex skips whitespace
                 supersedes = None
         elif isinstance(sup_in, bytes) and len(sup_in) == 32:
             supersedes = sup_in

@@ -402,7 +402,7 @@ def decode_envelope(data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Enve
     if not isinstance(m, dict):
         raise SchemaError("content must be a map")
     kind = m.get("kind")
-    if kind not in _BODY_TYPES:
+    if not isinstance(kind, str) or kind not in _BODY_TYPES:
         raise SchemaError(f"unknown object kind {kind!r}")
     if kind != "manifest" and len(data) > MAX_OBJECT_BYTES:
         raise DecodeError(f"{kind} object of {len(data)} bytes exceeds {MAX_OBJECT_BYTES}")
@@ -413,6 +413,10 @@ def decode_envelope(data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Enve
     signer = _bin(m, "signer", KEY_ID_BYTES) or b""
     created = _int(m, "created", 0, 2**40)
     body = body_type.from_map({k: m[k] for k in body_type.FIELDS})
+    # One meaning, one byte string, one id: the content must be exactly what its parsed body
+    # encodes to (no hex where bytes belong, no unsorted lists, no duplicate rows).
+    if make_content(str(kind), signer, created, body) != content:
+        raise DecodeError(f"not canonical: {kind} content differs from its canonical form")
     return Envelope(
         content=content,
         signature=sig,

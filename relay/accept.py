@@ -1,0 +1,119 @@
+"""Verify-then-store: the one path by which objects from outside enter a node's store.
+
+Runs on the store's writer thread (so the trust store, which learns certificates, manifests and
+revocations as they arrive, is only ever touched by one thread). Objects are taken in fetch
+order (revocations, certificates, manifest, receipts, results, endorsements) so a batch can
+carry the certificates its results need. Each object ends with one :class:`Outcome`; nothing
+that fails verification or scope is stored, and every refusal is logged as an event with its
+reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from estafet.crypto.errors import VerifyError
+from estafet.crypto.trust import TrustStore, Verified
+from estafet.protocol.errors import ProtocolError
+from estafet.protocol.objects import FETCH_PRIORITY, decode_envelope
+
+from .store import StoreDB, in_scope, object_region
+
+log = logging.getLogger("estafet.accept")
+
+IngestHook = Callable[[bytes, int], "tuple[bytes | None, str]"]
+"""The central server's hook: given raw object bytes and now, returns (receipt bytes, status)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    id: bytes | None
+    status: str  # stored | duplicate | rejected | out-of-scope
+    reason: str = ""
+    receipt: bytes | None = None
+
+
+def _priority(raw: bytes) -> int:
+    try:
+        return FETCH_PRIORITY[decode_envelope(raw).kind]
+    except ProtocolError:
+        return len(FETCH_PRIORITY)
+
+
+def load_trust(sdb: StoreDB, trust: TrustStore, now: int) -> None:
+    """Teach ``trust`` the revocations, certificates and manifests held in the store."""
+    for kind in ("revocation", "certificate", "manifest"):
+        for raw in sdb.raw_by_kind([kind]):
+            try:
+                trust.learn(trust.verify(raw, now, allow_revoked=True))
+            except VerifyError as exc:
+                log.warning("stored %s no longer verifies: %s", kind, exc)
+
+
+def accept_batch(
+    sdb: StoreDB,
+    trust: TrustStore,
+    raws: Sequence[bytes],
+    *,
+    peer: str,
+    origin: str,
+    scope: str,
+    now: int,
+    hook: IngestHook | None = None,
+) -> list[Outcome]:
+    """Verify and store ``raws``; see the module docstring. Blocking (writer thread)."""
+    order = sorted(range(len(raws)), key=lambda i: _priority(raws[i]))
+    out: list[Outcome | None] = [None] * len(raws)
+    for i in order:
+        out[i] = accept_one(sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
+                            hook=hook)  # fmt: skip
+    return [o for o in out if o is not None]
+
+
+def accept_one(
+    sdb: StoreDB,
+    trust: TrustStore,
+    raw: bytes,
+    *,
+    peer: str,
+    origin: str,
+    scope: str,
+    now: int,
+    hook: IngestHook | None = None,
+) -> Outcome:
+    receipt: bytes | None = None
+    status = ""
+    if hook is not None:
+        receipt, status = hook(raw, now)
+        if receipt is not None:
+            _store_receipt(sdb, trust, receipt, now)
+    try:
+        v: Verified = trust.verify(raw, now, allow_revoked=True)
+    except VerifyError as exc:
+        oid = _id_of(raw)
+        sdb.event(now, "warning", peer, f"rejected {exc.reason}: {exc.detail}", oid)
+        log.warning("rejected object from %s: %s", peer or "local", exc)
+        return Outcome(oid, "rejected", str(exc), receipt)
+    region = object_region(v)
+    if hook is None and not in_scope(region, scope):
+        return Outcome(v.id, "out-of-scope", f"{region} is outside this node's scope {scope}")
+    stored = sdb.put(v, origin, peer or None, now)
+    if stored.new and v.kind in ("certificate", "manifest", "revocation"):
+        trust.learn(v)
+    if receipt is None:
+        receipt = sdb.receipt_raw(v.id)
+    return Outcome(v.id, "stored" if stored.new else "duplicate", status, receipt)
+
+
+def _store_receipt(sdb: StoreDB, trust: TrustStore, raw: bytes, now: int) -> None:
+    v = trust.verify(raw, now)
+    sdb.put(v, "local", None, now)
+
+
+def _id_of(raw: bytes) -> bytes | None:
+    try:
+        return decode_envelope(raw).id
+    except ProtocolError:
+        return None

@@ -1,0 +1,226 @@
+"""The /v1/ peer API served by every node (and by the central server, which adds its own routes).
+
+Endpoints (msgpack bodies, see ``docs/api.md``)::
+
+    GET  /v1/info                 who am I: key id, role, scope, fingerprint, central reachable
+    POST /v1/reconcile?scope=S    one range-reconciliation message in, the reply out
+    POST /v1/objects/get          {"ids"} -> {"objects"}
+    POST /v1/objects/put          {"objects"} -> {"results": [{id, status, reason}], "receipts"}
+    POST /v1/receipts             {"ids"} -> {"receipts"}: the latest receipt held for each id
+    POST /v1/blobs/want           {"blobs": [sha256]} -> {"want": [[sha256, offset]]}
+    GET  /v1/blobs/{sha256}       photo bytes, with HTTP Range
+    PUT  /v1/blobs/{sha256}       upload from ``X-Estafet-Offset`` (resumable)
+    GET  /v1/status               JSON for people and the testbed
+
+Every body read has a size cap and a timeout; every handler has an overall deadline. Malformed
+input gets a 4xx with a reason; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from estafet.protocol.errors import ProtocolError
+from estafet.protocol.reconcile import ReconcileError, Reconciler
+
+from . import wire
+from .accept import accept_batch
+from .errors import BlobMismatch, StoreError, StoreFull
+from .store import StoreDB, session_scope
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("estafet.api")
+NODE: web.AppKey[Node] = web.AppKey("node")
+READ_TIMEOUT = 30.0
+CHUNK_TIMEOUT = 20.0
+HANDLER_DEADLINE = 300.0
+
+
+def _msgpack(value: object, status: int = 200) -> web.Response:
+    return web.Response(body=wire.pack(value), status=status, content_type=wire.MSGPACK)
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return _msgpack({"error": reason}, status)
+
+
+async def _body(request: web.Request, limit: int = wire.MAX_BODY) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    try:
+        async with asyncio.timeout(READ_TIMEOUT):
+            data = await request.content.read(limit + 1)
+    except TimeoutError as exc:
+        raise web.HTTPRequestTimeout(text="body not received in time") from exc
+    if len(data) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    return data
+
+
+@web.middleware
+async def guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Translate bad input to 4xx, put a deadline on every handler, never leak a traceback."""
+    node = request.app[NODE]
+    try:
+        async with asyncio.timeout(HANDLER_DEADLINE):
+            return await handler(request)
+    except web.HTTPException:
+        raise
+    except (wire.WireError, ProtocolError, ReconcileError) as exc:
+        node.note_bad_request(request, str(exc))
+        return _error(400, str(exc))
+    except TimeoutError:
+        return _error(408, "request took too long")
+    except StoreFull as exc:
+        return _error(507, str(exc))
+
+
+def _peer_label(request: web.Request) -> str:
+    return request.headers.get("X-Estafet-Node", "")[:64] or f"addr:{request.remote}"
+
+
+async def info(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    return _msgpack(await node.info())
+
+
+async def reconcile(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    scope = session_scope(request.query.get("scope", ""), node.scope) or "~"
+    msg = await _body(request, 512 * 1024)
+    rec = await node.reconciler(scope)
+    reply = await asyncio.get_running_loop().run_in_executor(None, rec.respond, msg)
+    node.note_peer_contact(request)
+    return web.Response(body=reply, content_type="application/octet-stream")
+
+
+async def objects_get(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = wire.unpack(await _body(request), {"ids": list})
+    ids = wire.id_list(body["ids"])
+    raws = await node.store.read(StoreDB.get_raw, ids)
+    return _msgpack({"objects": raws})
+
+
+async def objects_put(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = wire.unpack(await _body(request), {"objects": list})
+    raws = wire.bin_list(body["objects"])
+    peer = _peer_label(request)
+    outcomes = await node.store.write(
+        accept_batch,
+        node.trust,
+        raws,
+        peer=peer,
+        origin="relayed",
+        scope=node.scope,
+        now=node.now(),
+        hook=node.hook,
+    )
+    node.note_peer_contact(request)
+    node.changed()
+    results = [{"id": o.id, "status": o.status, "reason": o.reason[:300]} for o in outcomes]
+    receipts = [o.receipt for o in outcomes if o.receipt is not None]
+    return _msgpack({"results": results, "receipts": receipts})
+
+
+async def receipts(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = wire.unpack(await _body(request), {"ids": list})
+    ids = wire.id_list(body["ids"])
+
+    def fetch(sdb: StoreDB) -> list[bytes]:
+        return [r for i in ids if (r := sdb.receipt_raw(i)) is not None]
+
+    return _msgpack({"receipts": await node.store.read(fetch)})
+
+
+async def blobs_want(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = wire.unpack(await _body(request), {"blobs": list})
+    shas = wire.id_list(body["blobs"])
+
+    def want(sdb: StoreDB) -> list[list[object]]:
+        out: list[list[object]] = []
+        for sha in shas:
+            ref = sdb.photo(sha)
+            if ref is None or not ref[1] or sdb.has_blob(sha):
+                continue
+            out.append([sha, sdb.blobs.partial_size(sha)])
+        return out
+
+    return _msgpack({"want": await node.store.read(want)})
+
+
+def _sha(request: web.Request) -> bytes:
+    try:
+        sha = bytes.fromhex(request.match_info["sha"])
+    except ValueError:
+        sha = b""
+    if len(sha) != 32:
+        raise web.HTTPBadRequest(text="a blob name is 64 hex digits")
+    return sha
+
+
+async def blob_get(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE]
+    sha = _sha(request)
+    if not await node.store.read(StoreDB.has_blob, sha):
+        raise web.HTTPNotFound(text="blob not held here")
+    path = node.store.blobs.path(sha)
+    if not path.exists():
+        raise web.HTTPNotFound(text="blob not held here")
+    resp = web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+    return resp
+
+
+async def blob_put(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    sha = _sha(request)
+    ref = await node.store.read(StoreDB.photo, sha)
+    if ref is None:
+        raise web.HTTPForbidden(text="no result held here names this blob")
+    total, wanted = ref
+    if not wanted or await node.store.read(StoreDB.has_blob, sha):
+        return _msgpack({"have": total, "complete": True})
+    try:
+        offset = int(request.headers.get("X-Estafet-Offset", "0"))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text="X-Estafet-Offset must be a number") from exc
+    if request.content_length is not None and offset + request.content_length > total:
+        raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
+    await node.store.write(lambda sdb: sdb.make_room(total - offset))
+    have = await node.receive_blob(sha, total, offset, request.content, _peer_label(request))
+    return _msgpack({"have": have, "complete": have == total})
+
+
+async def status(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    return web.json_response(await node.status())
+
+
+def make_app(node: Node) -> web.Application:
+    app = web.Application(client_max_size=wire.MAX_BODY, middlewares=[guard])
+    app[NODE] = node
+    app.router.add_get("/v1/info", info)
+    app.router.add_post("/v1/reconcile", reconcile)
+    app.router.add_post("/v1/objects/get", objects_get)
+    app.router.add_post("/v1/objects/put", objects_put)
+    app.router.add_post("/v1/receipts", receipts)
+    app.router.add_post("/v1/blobs/want", blobs_want)
+    app.router.add_get("/v1/blobs/{sha}", blob_get)
+    app.router.add_put("/v1/blobs/{sha}", blob_put)
+    app.router.add_get("/v1/status", status)
+    return app
+
+
+__all__ = ["NODE", "BlobMismatch", "StoreError", "make_app", "Reconciler"]

@@ -1,0 +1,265 @@
+"""Finding peers: layered, tried together, de-duplicated by key id.
+
+1. Re-dial known peers at their last address (the node loads them from the store at start).
+2. mDNS (zeroconf, IPv4): we register ``<key>._estafet._tcp.local.`` with TXT ``key``, ``role``,
+   ``scope``, ``fp`` (store fingerprint, so in-sync peers can skip a session) and ``up``
+   (we currently reach the central server), and browse for others. Android phones may not
+   hear multicast, so this is never the only layer.
+3. A signed UDP broadcast beacon on port ``BEACON_PORT`` every ``BEACON_EVERY`` seconds.
+4. Static peers from the config (added by the node).
+5. Optionally a sweep of the local /24s on the node port (off by default; for hotspots).
+
+Whoever hears the other first opens the connection; one sync session moves data both ways.
+A peer that stops answering is dropped by our own timeouts and backoff, never by mDNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+import ifaddr
+from zeroconf import IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from estafet.crypto.keys import key_id, verify_signature
+from estafet.protocol import codec
+from estafet.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("estafet.discovery")
+SERVICE = "_estafet._tcp.local."
+BEACON_PORT = 7421
+BEACON_EVERY = 10.0
+BEACON_DOMAIN = b"estafet/beacon/v1\x00"
+BEACON_LIMITS = codec.Limits(max_bytes=1024, max_str=64, max_bin=64, max_array=4, max_map=8)
+
+
+def local_ipv4() -> list[ipaddress.IPv4Interface]:
+    out = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                out.append(ipaddress.IPv4Interface(f"{ip.ip}/{ip.network_prefix}"))
+    return out
+
+
+class Discovery:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.zc: AsyncZeroconf | None = None
+        self.browser: AsyncServiceBrowser | None = None
+        self.info: AsyncServiceInfo | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self._fp = b""
+
+    async def start(self) -> None:
+        cfg = self.node.config
+        if cfg.mdns:
+            try:
+                await self._start_mdns()
+            except (OSError, RuntimeError) as exc:  # no multicast-capable interface
+                log.warning("mDNS unavailable: %s", exc)
+        if cfg.beacon:
+            try:
+                await self._start_beacon()
+            except OSError as exc:
+                log.warning("UDP beacon unavailable: %s", exc)
+        if cfg.mdns or cfg.beacon:
+            self.node.spawn(self._announce_loop(), "announce")
+        if cfg.sweep:
+            self.node.spawn(self._sweep_loop(), "sweep")
+
+    async def stop(self) -> None:
+        if self.browser is not None:
+            with contextlib.suppress(Exception):
+                await self.browser.async_cancel()
+        if self.zc is not None:
+            with contextlib.suppress(Exception):
+                if self.info is not None:
+                    await self.zc.async_unregister_service(self.info)
+                await self.zc.async_close()
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- mDNS -----------------------------------------------------------------------------
+    def _txt(self, fp: bytes) -> dict[str, str]:
+        n = self.node
+        return {"key": n.key_hex, "role": n.role, "scope": n.scope, "fp": fp.hex(),
+                "up": "1" if n.stats.uplink_ok or n.hook is not None else "0"}  # fmt: skip
+
+    async def _start_mdns(self) -> None:
+        n = self.node
+        addrs = [str(i.ip) for i in local_ipv4()]
+        self.zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
+        self._fp = await n.store_fingerprint()
+        self.info = AsyncServiceInfo(
+            SERVICE,
+            f"{n.key_hex[:16]}.{SERVICE}",
+            port=n.port,
+            properties=self._txt(self._fp),
+            parsed_addresses=addrs or None,
+            server=f"estafet-{n.key_hex[:12]}.local.",
+        )
+        n.spawn(self._register(), "mdns-register")
+        self.browser = AsyncServiceBrowser(self.zc.zeroconf, SERVICE, handlers=[self._on_change])
+
+    async def _register(self) -> None:
+        assert self.zc is not None and self.info is not None
+        try:
+            await (await self.zc.async_register_service(self.info, allow_name_change=True))
+        except Exception as exc:  # noqa: BLE001 - zeroconf raises several types; never fatal
+            log.warning("mDNS registration failed: %s", exc)
+
+    def _on_change(self, zeroconf: Any, service_type: str, name: str,
+                   state_change: ServiceStateChange) -> None:  # fmt: skip
+        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+            self.node.spawn(self._resolve(service_type, name), "mdns-resolve")
+
+    async def _resolve(self, service_type: str, name: str) -> None:
+        assert self.zc is not None
+        info = AsyncServiceInfo(service_type, name)
+        if not await info.async_request(self.zc.zeroconf, 3000):
+            return
+        props = {k.decode(errors="replace"): (v or b"").decode(errors="replace")
+                 for k, v in info.properties.items()}  # fmt: skip
+        key = props.get("key", "")
+        if key == self.node.key_hex or not info.port:
+            return
+        for addr in info.parsed_addresses(IPVersion.V4Only):
+            self.node.add_peer(
+                f"http://{addr}:{info.port}", "mdns", key=key, role=props.get("role", ""),
+                scope=props.get("scope", ""), central_ok=props.get("up") == "1",
+                fingerprint=bytes.fromhex(props.get("fp", "")) if _is_hex(props.get("fp")) else b"",
+            )  # fmt: skip
+            break
+
+    async def _update_mdns(self) -> None:
+        if self.zc is None or self.info is None:
+            return
+        fp = await self.node.store_fingerprint()
+        txt = self._txt(fp)
+        if fp == self._fp and self.info.properties.get(b"up") == txt["up"].encode():
+            return
+        self._fp = fp
+        self.info = AsyncServiceInfo(
+            SERVICE, self.info.name, port=self.node.port, properties=txt,
+            parsed_addresses=[str(i.ip) for i in local_ipv4()] or None, server=self.info.server,
+        )  # fmt: skip
+        with contextlib.suppress(Exception):
+            await self.zc.async_update_service(self.info)
+
+    # --- beacon ---------------------------------------------------------------------------
+    async def _start_beacon(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.bind(("0.0.0.0", BEACON_PORT))  # noqa: S104 - broadcasts arrive on any address
+        sock.setblocking(False)
+        self.transport, _ = await loop.create_datagram_endpoint(
+            lambda: _BeaconProtocol(self), sock=sock
+        )
+
+    def beacon_bytes(self) -> bytes:
+        n = self.node
+        content = codec.encode({"key": n.key.public, "port": n.port, "role": n.role,
+                                "scope": n.scope, "up": n.stats.uplink_ok})  # fmt: skip
+        return codec.encode({"b": content, "s": n.key.sign(BEACON_DOMAIN + content)})
+
+    def on_beacon(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            outer = codec.decode(data, BEACON_LIMITS)
+            content, sig = outer["b"], outer["s"]
+            b = codec.decode(content, BEACON_LIMITS)
+            public, port = b["key"], int(b["port"])
+        except (ProtocolError, KeyError, TypeError, ValueError):
+            return
+        if not isinstance(public, bytes) or not 0 < port < 65536:
+            return
+        if not verify_signature(public, BEACON_DOMAIN + content, sig):
+            return
+        kid = key_id(public).hex()
+        if kid == self.node.key_hex:
+            return
+        self.node.add_peer(f"http://{addr[0]}:{port}", "beacon", key=kid,
+                           role=str(b.get("role", "")), scope=str(b.get("scope", "")),
+                           central_ok=bool(b.get("up")))  # fmt: skip
+
+    def _broadcast(self) -> None:
+        if self.transport is None:
+            return
+        data = self.beacon_bytes()
+        targets = {"255.255.255.255"}
+        for iface in local_ipv4():
+            targets.add(str(iface.network.broadcast_address))
+        for t in targets:
+            with contextlib.suppress(OSError):
+                self.transport.sendto(data, (t, BEACON_PORT))
+
+    async def _announce_loop(self) -> None:
+        while True:
+            self._broadcast()
+            await self._update_mdns()
+            await asyncio.sleep(BEACON_EVERY)
+
+    # --- sweep ----------------------------------------------------------------------------
+    async def _sweep_loop(self) -> None:
+        while True:
+            await self.sweep()
+            await asyncio.sleep(120)
+
+    async def sweep(self) -> None:
+        """Probe every address of our /24s on the node port (hotspots without multicast)."""
+        http = self.node.http
+        if http is None:
+            return
+        sem = asyncio.Semaphore(32)
+        port = self.node.port
+
+        async def probe(ip: str) -> None:
+            async with sem:
+                try:
+                    async with http.get(f"http://{ip}:{port}/v1/info", timeout=_SWEEP_TIMEOUT) as r:
+                        if r.status == 200:
+                            self.node.add_peer(f"http://{ip}:{port}", "sweep")
+                except Exception:  # noqa: BLE001, S110 - silence is the common answer
+                    pass
+
+        jobs = []
+        for iface in local_ipv4():
+            net = iface.network if iface.network.prefixlen >= 24 else ipaddress.IPv4Network(
+                f"{iface.ip}/24", strict=False)  # fmt: skip
+            for host in net.hosts():
+                if host != iface.ip:
+                    jobs.append(probe(str(host)))
+        await asyncio.gather(*jobs)
+
+
+def _is_hex(value: str | None) -> bool:
+    try:
+        bytes.fromhex(value or "")
+    except ValueError:
+        return False
+    return bool(value)
+
+
+class _BeaconProtocol(asyncio.DatagramProtocol):
+    def __init__(self, discovery: Discovery) -> None:
+        self.discovery = discovery
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.discovery.on_beacon(data, addr)
+
+
+import aiohttp  # noqa: E402 - after the classes so the module reads top-down
+
+_SWEEP_TIMEOUT = aiohttp.ClientTimeout(total=1.0)

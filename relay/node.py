@@ -1,0 +1,443 @@
+"""The node daemon: one process holding the store, serving the peer API, finding peers and
+syncing with them, and pushing to the central server whenever it is reachable.
+
+Theory of operation
+-------------------
+:class:`Node` owns every long-lived part and every background task it starts (no globals).
+``start()`` opens the store, loads what the store already trusts, binds the HTTP socket (then
+the daemon reports ready), and starts discovery and the sync scheduler. The scheduler wakes every
+``sync_interval`` seconds (or at once when discovery reports a new peer or a peer reports a
+working uplink), picks peers that are not backing off, central-reaching peers first, and runs
+one :class:`~.sync.SyncSession` with each whose store differs. Failures back off exponentially
+with jitter; a peer that served forged data or a wrong blob is penalised with a longer backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from estafet.crypto.keys import SigningKey
+from estafet.crypto.trust import TrustStore
+from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
+from estafet.protocol.reconcile import Reconciler, fingerprint
+
+from .accept import IngestHook, load_trust
+from .api import make_app
+from .blobs import CHUNK
+from .errors import BlobMismatch, ConfigError, StoreError
+from .home import Home, NodeConfig, parse_hostport
+from .store import Store, StoreDB
+
+log = logging.getLogger("estafet.node")
+MAX_BACKOFF = 300.0
+PENALTY_BACKOFF = 600.0
+
+
+@dataclass
+class Peer:
+    """A peer we may dial. ``key`` is its key id (hex) once known; ``url`` its base URL."""
+
+    url: str
+    source: str
+    key: str = ""
+    role: str = ""
+    scope: str = ""
+    central_ok: bool = False
+    fingerprint: bytes = b""
+    failures: int = 0
+    backoff_until: float = 0.0
+    penalties: int = 0
+    last_ok: float = 0.0
+    last_sync_fp: bytes = b""
+    info_at: float = 0.0
+    is_central: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.key or self.url
+
+
+@dataclass
+class Stats:
+    blob_bytes_in: int = 0
+    blob_bytes_out: int = 0
+    blob_bytes_resent: int = 0
+    objects_in: int = 0
+    objects_out: int = 0
+    rejected: int = 0
+    sessions: int = 0
+    last_uplink: float = 0.0
+    uplink_ok: bool = False
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Node:
+    def __init__(
+        self,
+        home: Path,
+        config: NodeConfig,
+        key: SigningKey,
+        root_public: bytes,
+        *,
+        hook: IngestHook | None = None,
+        role: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.home = Home(home)
+        self.config = config
+        self.key = key
+        self.hook = hook
+        self.clock = clock
+        self.trust = TrustStore(root_public)
+        self.store: Store = Store.open(home, int(clock()), quota=config.quota_mb * 1024 * 1024)
+        self.cert: Envelope | None = None
+        self.role = role or "node"
+        self.scope = config.scope
+        self.stats = Stats()
+        self.peers: dict[str, Peer] = {}
+        self.port = 0
+        self.http: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._rec_cache: dict[str, tuple[int, Reconciler]] = {}
+        self._version = 0
+        self._blob_locks: dict[bytes, asyncio.Lock] = {}
+        self._stopping = False
+        self.discovery: Any = None
+        self.extra_routes: list[Callable[[web.Application], None]] = []
+        self._load_identity()
+
+    # --- identity -----------------------------------------------------------------------
+    def _load_identity(self) -> None:
+        sdb = self.store.sync_db()
+        load_trust(sdb, self.trust, self.now())
+        cert_id = sdb.get_meta("certificate")
+        if cert_id:
+            raws = sdb.get_raw([bytes.fromhex(cert_id)])
+            if raws:
+                self.cert = decode_envelope(raws[0])
+        body = self.cert.body if self.cert else None
+        if isinstance(body, CertificateBody):
+            if self.role == "node":
+                self.role = body.role
+            if not self.scope and body.scope:
+                self.scope = body.scope[0]
+        if self.hook is not None:
+            self.role = "central"
+            self.scope = ""
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @property
+    def key_hex(self) -> str:
+        return self.key.id.hex()
+
+    def changed(self) -> None:
+        self._version += 1
+        self._wake.set()
+
+    # --- reconciliation -----------------------------------------------------------------
+    async def reconciler(self, scope: str) -> Reconciler:
+        def build(sdb: StoreDB) -> tuple[int, list[tuple[int, bytes]] | None]:
+            version = int(
+                sdb.db.execute("SELECT coalesce(max(rowid), 0) FROM objects").fetchone()[0]
+            )
+            cached = self._rec_cache.get(scope)
+            if cached and cached[0] == version:
+                return version, None
+            return version, sdb.items(scope)
+
+        version, items = await self.store.read(build)
+        if items is None:
+            return self._rec_cache[scope][1]
+        rec = Reconciler(items)
+        self._rec_cache[scope] = (version, rec)
+        if len(self._rec_cache) > 16:
+            self._rec_cache.pop(next(iter(self._rec_cache)))
+        return rec
+
+    async def store_fingerprint(self) -> bytes:
+        items = await self.store.read(StoreDB.items, self.scope)
+        return fingerprint(items)
+
+    # --- what we tell others --------------------------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "key": self.key.id,
+            "role": self.role,
+            "scope": self.scope,
+            "name": self.config.name,
+            "central_ok": self.stats.uplink_ok or self.hook is not None,
+            "fingerprint": await self.store_fingerprint(),
+            "certificate": self.cert.encode() if self.cert else None,
+        }
+
+    async def status(self) -> dict[str, Any]:
+        counts = await self.store.read(StoreDB.counts)
+        usage = await self.store.read(StoreDB.usage)
+        return {
+            "key": self.key_hex,
+            "role": self.role,
+            "scope": self.scope,
+            "name": self.config.name,
+            "listen": self.config.listen,
+            "port": self.port,
+            "objects": counts,
+            "storage": {"used": usage, "quota": self.store.quota},
+            "uplink": {
+                "central": self.config.central,
+                "ok": self.stats.uplink_ok,
+                "last": int(self.stats.last_uplink),
+            },
+            "peers": [
+                {
+                    "url": p.url,
+                    "key": p.key,
+                    "role": p.role,
+                    "source": p.source,
+                    "central_ok": p.central_ok,
+                    "failures": p.failures,
+                    "penalties": p.penalties,
+                    "last_ok": int(p.last_ok),
+                }  # fmt: skip
+                for p in self.peers.values()
+            ],
+            "stats": {
+                "blob_bytes_in": self.stats.blob_bytes_in,
+                "blob_bytes_out": self.stats.blob_bytes_out,
+                "blob_bytes_resent": self.stats.blob_bytes_resent,
+                "objects_in": self.stats.objects_in,
+                "objects_out": self.stats.objects_out,
+                "rejected": self.stats.rejected,
+                "sessions": self.stats.sessions,
+            },
+        }
+
+    # --- peers ------------------------------------------------------------------------
+    def add_peer(self, url: str, source: str, **info: Any) -> Peer:
+        """Remember a peer by URL; merge with an existing one of the same key id."""
+        key = str(info.get("key", ""))
+        if key and key == self.key_hex:
+            return Peer(url, source, key=key)  # ourselves, seen through discovery
+        for peer in self.peers.values():
+            if key and peer.key == key and peer.url != url:
+                # same device at a new address (it walked): move it, keep its history
+                del self.peers[peer.url]
+                peer.url = url
+                peer.backoff_until = 0
+                peer.failures = 0
+                self.peers[url] = peer
+                break
+        peer = self.peers.get(url)
+        if peer is None:
+            peer = Peer(url, source)
+            self.peers[url] = peer
+            self._wake.set()
+        for k, v in info.items():
+            if hasattr(peer, k) and v is not None and v != "":
+                setattr(peer, k, v)
+        if info.get("central_ok"):
+            self._wake.set()
+        return peer
+
+    def peer_failed(self, peer: Peer, error: str, penalise: bool = False) -> None:
+        peer.failures += 1
+        delay = min(MAX_BACKOFF, 2.0 ** min(peer.failures, 10))
+        if penalise:
+            peer.penalties += 1
+            delay = PENALTY_BACKOFF
+        peer.backoff_until = self.clock() + delay * random.uniform(0.5, 1.0)  # noqa: S311
+        log.info("peer %s failed (%s); backing off %.0fs", peer.label, error, delay)
+
+    def note_peer_contact(self, request: web.Request) -> None:
+        key = request.headers.get("X-Estafet-Node", "")
+        central = request.headers.get("X-Estafet-Central-OK") == "1"
+        listen = request.headers.get("X-Estafet-Listen", "")
+        if key and listen and request.remote:
+            try:
+                _, port = parse_hostport(listen)
+            except ConfigError:
+                return
+            url = f"http://{request.remote}:{port}"
+            self.add_peer(url, "inbound", key=key, central_ok=central)
+
+    def note_bad_request(self, request: web.Request, reason: str) -> None:
+        self.stats.rejected += 1
+        log.warning("bad request from %s %s: %s", request.remote, request.path, reason)
+
+    # --- blobs ----------------------------------------------------------------------------
+    async def receive_blob(
+        self, sha: bytes, total: int, offset: int, stream: aiohttp.StreamReader, peer: str
+    ) -> int:
+        """Append an incoming stream to the partial blob from ``offset``; finish when complete.
+        Returns the bytes now held. A hash mismatch discards the partial and raises."""
+        lock = self._blob_locks.setdefault(sha, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._receive_blob(sha, total, offset, stream, peer)
+        finally:
+            if not lock.locked() and not lock._waiters:  # noqa: SLF001 - drop idle locks
+                self._blob_locks.pop(sha, None)
+
+    async def _receive_blob(
+        self, sha: bytes, total: int, offset: int, stream: aiohttp.StreamReader, peer: str
+    ) -> int:
+        blobs = self.store.blobs
+        if await self.store.read(StoreDB.has_blob, sha):
+            return total  # another transfer finished it meanwhile
+        have = await self.store.blob_io(blobs.partial_size, sha)
+        if offset > have:
+            raise web.HTTPConflict(text=f"resume from {have}")
+        pos = offset
+        buf = bytearray()
+        while pos + len(buf) < total:
+            try:
+                chunk = await asyncio.wait_for(stream.read(CHUNK * 4), 20.0)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            if len(buf) >= CHUNK * 4:
+                pos = await self.store.blob_io(blobs.append, sha, pos, bytes(buf), total)
+                self.stats.blob_bytes_in += len(buf)
+                buf.clear()
+        if buf:
+            pos = await self.store.blob_io(blobs.append, sha, pos, bytes(buf), total)
+            self.stats.blob_bytes_in += len(buf)
+        if pos < total:
+            return pos
+        try:
+            await self.store.blob_io(blobs.finish, sha, total)
+        except BlobMismatch as exc:
+            await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
+            raise web.HTTPUnprocessableEntity(text="blob did not match its hash") from exc
+        await self.store.write(StoreDB.add_blob, sha, total, self.now())
+        return total
+
+    # --- lifecycle --------------------------------------------------------------------
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def start(self) -> None:
+        """Bind the socket and start the background tasks. Ready when this returns."""
+        from .discovery import Discovery
+
+        host, port = parse_hostport(self.config.listen)
+        app = make_app(self)
+        for add in self.extra_routes:
+            add(app)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        server = site._server  # noqa: SLF001 - aiohttp has no public accessor for the port
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20)
+        self.http = aiohttp.ClientSession(
+            timeout=timeout,
+            headers={
+                "X-Estafet-Node": self.key_hex,
+                "X-Estafet-Listen": f":{self.port}",
+            },
+        )
+        for p in self.config.peers:
+            h, pt = parse_hostport(p)
+            self.add_peer(f"http://{h}:{pt}", "static")
+        if self.config.central and self.hook is None:
+            central = self.add_peer(self.config.central.rstrip("/"), "central")
+            central.is_central = True
+        await self._load_known_peers()
+        self.discovery = Discovery(self)
+        await self.discovery.start()
+        self.spawn(self._scheduler(), "scheduler")
+        log.info("node %s (%s, scope %r) listening on %s:%d", self.key_hex[:12], self.role,
+                 self.scope, host, self.port)  # fmt: skip
+
+    async def _load_known_peers(self) -> None:
+        for row in await self.store.read(StoreDB.peers):
+            if row["source"] in ("static", "central"):
+                continue
+            self.add_peer(row["addr"], "known", key=row["id"] if len(row["id"]) == 32 else "")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self.discovery is not None:
+            await self.discovery.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.http is not None:
+            await self.http.close()
+        try:
+            if self._runner is not None:
+                await self._runner.cleanup()
+            await self._save_peers()
+        finally:
+            self.store.close()
+
+    async def _save_peers(self) -> None:
+        now = self.now()
+        peers = [p for p in self.peers.values() if p.key]
+
+        def save(sdb: StoreDB) -> None:
+            for p in peers:
+                sdb.upsert_peer(p.key, p.url, p.source, now, role=p.role, scope=p.scope,
+                                central_ok=int(p.central_ok), penalties=p.penalties)  # fmt: skip
+
+        with contextlib.suppress(StoreError, RuntimeError):
+            await self.store.write(save)
+
+    async def _scheduler(self) -> None:
+        from .sync import SyncSession
+
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.sync_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._stopping:
+                return
+            now = self.clock()
+            ready = [p for p in self.peers.values() if p.backoff_until <= now]
+            ready.sort(key=lambda p: (not p.is_central, not p.central_ok, p.failures))
+            for peer in ready:
+                if self._stopping:
+                    return
+                assert self.http is not None
+                await SyncSession(self, peer).run()
+            uplinks = [p for p in self.peers.values() if p.is_central]
+            self.stats.uplink_ok = any(p.failures == 0 and p.last_ok for p in uplinks)
+
+    async def sync_now(self, url: str) -> Any:
+        """Run one session with ``url`` at once (tests, ``node sync``)."""
+        from .sync import SyncSession
+
+        peer = self.peers.get(url) or self.add_peer(url, "manual")
+        return await SyncSession(self, peer).run()

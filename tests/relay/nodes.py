@@ -1,0 +1,67 @@
+"""Helpers to run real nodes in-process on loopback, enrolled in a test World."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from estafet.crypto.keys import SigningKey
+from estafet.protocol.objects import Envelope
+from estafet.relay.enrollment import Materials, install
+from estafet.relay.home import Home, NodeConfig
+from estafet.relay.node import Node
+from tests.kit import World
+
+_counter = itertools.count()
+
+
+def enroll(world: World, home: Path, key: SigningKey, cert: Envelope) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    Home(home).create_key(None)  # replaced below: tests use the world's seeded keys
+    from estafet.crypto.keyfile import plain_key
+    from estafet.relay.home import write_private
+
+    write_private(Home(home).key_file, plain_key(key))
+    install(
+        home,
+        key,
+        Materials(
+            certificate=cert.encode(),
+            issuer_certificate=world.issuer_cert.encode(),
+            root_public=world.root.public,
+            manifest=world.manifest_env.encode(),
+            revocation=None,
+        ),
+        None,
+        now=world.now,
+    )
+
+
+class Clock:
+    """A settable clock starting at the world's time (nodes never read the real one)."""
+
+    def __init__(self, now: int) -> None:
+        self.t = float(now)
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_node(
+    world: World,
+    tmp: Path,
+    label: str,
+    role: str = "relay",
+    scope: tuple[str, ...] = ("630214",),
+    clock: Clock | None = None,
+    hook: Any = None,
+    **cfg: Any,
+) -> Node:
+    home = tmp / f"{label}-{next(_counter)}"
+    key, cert = world.officer(label, role=role, scope=scope)
+    enroll(world, home, key, cert)
+    config = NodeConfig(listen="127.0.0.1:0", mdns=False, beacon=False, sync_interval=0.2, **cfg)
+    Home(home).save_config(config)
+    return Node(home, config, key, world.root.public, hook=hook,
+                clock=clock or Clock(world.now))  # fmt: skip
