@@ -112,8 +112,6 @@ class TrustStore:
         changed what this store believes (a new certificate or a newer version)."""
         env = verified.envelope
         body = env.body
-        if verified.revoked is not None:
-            return False  # flagged evidence is kept by the caller, never believed
         if isinstance(body, CertificateBody):
             if key_id(body.subject) in self._certs:
                 return False

@@ -1,0 +1,192 @@
+"""Golden test vectors for Estafet's signed objects: one JSON file per kind, plus a key file.
+
+Everything is derived from fixed seeds (``tests.kit.seeded_key``) and the fixed clock
+``tests.kit.NOW``; Ed25519 signatures are deterministic, so the output never changes unless the
+wire format does. ``tests/protocol/test_objects.py`` rebuilds the objects and compares them with
+the checked-in files byte for byte. After a *deliberate* format change, regenerate with::
+
+    python -m tests.vectors.make_vectors        (from the repository root)
+
+and say so in the change: every deployed node must be upgraded together.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from estafet.crypto.keyfile import encrypt_key
+from estafet.crypto.keys import SigningKey
+from estafet.crypto.seal import seal
+from estafet.protocol import codec
+from estafet.protocol.manifest import Manifest, build_manifest
+from estafet.protocol.objects import (
+    LOG_GENESIS,
+    Envelope,
+    ReceiptBody,
+    RevokedEntry,
+    decode_envelope,
+    log_entry_hash,
+    signing_message,
+)
+
+from tests.kit import NOW, TPS_A, TPS_B, World, seeded_key
+
+HERE = Path(__file__).resolve().parent
+KEYFILE_PASSPHRASE = "kotak suara 2024"
+
+
+def small_manifest() -> Manifest:
+    """Five TPS of Hampang (a no-signal kecamatan of Kotabaru), with the real ballot numbers."""
+    return build_manifest(
+        name="Pilkada 2024 - Kabupaten Kotabaru (vector)",
+        version=3,
+        elections=[
+            {"kind": "gubernur", "region": "63", "ballot_numbers": [1, 2]},
+            {"kind": "bupati", "region": "6302", "ballot_numbers": [1, 2, 3]},
+        ],
+        tps_rows=[
+            {"code": TPS_A, "desa_code": "6302142001", "number": "1", "dpt": "250"},
+            {"code": TPS_B, "desa_code": "6302142001", "number": "2", "dpt": ""},
+            {"code": "6302142001003", "desa_code": "6302142001", "number": "3", "dpt": "240"},
+            {"code": "6302142002001", "desa_code": "6302142002", "number": "1", "dpt": ""},
+            {"code": "6302142009002", "desa_code": "6302142009", "number": "2", "dpt": "198"},
+        ],
+        regions={
+            "630214": "Hampang",
+            "6302142001": "Hampang",
+            "6302142002": "Cantung Kiri Hulu",
+            "6302142009": "Limbungan",
+        },
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """Decoded content as JSON: bytes become ``{"hex": ...}`` so they stay distinct from text."""
+    if isinstance(value, bytes):
+        return {"hex": value.hex()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def describe(env: Envelope, signer: SigningKey, signer_label: str, note: str) -> dict[str, Any]:
+    message = signing_message(env.kind, env.content)
+    return {
+        "note": note,
+        "kind": env.kind,
+        "signer_seed_label": signer_label,
+        "signer_public": signer.public.hex(),
+        "signer_key_id": env.signer.hex(),
+        "created": env.created,
+        "content": _jsonable(codec.decode(env.content, codec.MANIFEST_LIMITS)),
+        "content_hex": env.content.hex(),
+        "signing_prefix_hex": message[: len(message) - len(env.content)].hex(),
+        "signature_hex": env.signature.hex(),
+        "object_id_hex": env.id.hex(),
+        "chain_object_ids_hex": [decode_envelope(raw).id.hex() for raw in env.chain],
+        "envelope_hex": env.encode().hex(),
+    }
+
+
+def build() -> dict[str, dict[str, Any]]:
+    """Every vector, by file stem. Pure and deterministic."""
+    w = World(manifest=small_manifest())
+    root_info = {"root_public": w.root.public.hex(), "root_key_id": w.root.id.hex(), "now": NOW}
+    chair, chair_cert = w.officer("kpps-chair " + TPS_A)
+    witness, witness_cert = w.officer("witness " + TPS_A, role="witness")
+    result, _ = w.result(chair, chair_cert)
+    endorsement = w.endorse(witness, witness_cert, result)
+    revocation = w.revocation(
+        1,
+        RevokedEntry(serial=99, key=None, reason="phone lost", time=NOW - 3600),
+        RevokedEntry(serial=None, key=seeded_key("stolen").id, reason="stolen", time=NOW - 60),
+    )
+    server_time = NOW + 120
+    log_hash = log_entry_hash(LOG_GENESIS, 0, result.id, "accepted", "", server_time)
+    receipt_body = ReceiptBody(
+        object=result.id,
+        object_kind="result",
+        tps=result.tps,
+        election=result.election,
+        status="accepted",
+        reason="",
+        log_index=0,
+        log_prev=LOG_GENESIS,
+        log_hash=log_hash,
+    )
+    receipt = seal("receipt", receipt_body, w.issuer, server_time)
+    out = {
+        "certificate": describe(
+            w.issuer_cert, w.root, "root", "the KPU root certifies the central issuer key"
+        ),
+        "manifest": describe(
+            w.manifest_env, w.root, "root", "a small manifest (5 TPS) signed by the root"
+        ),
+        "revocation": describe(
+            revocation, w.root, "root", "revocation list v1: one serial, one key id"
+        ),
+        "result": describe(
+            result,
+            chair,
+            "kpps-chair " + TPS_A,
+            "a bupati result for TPS 6302142001001 with 3 photo hashes and one warning, "
+            "carrying its chain "
+            "(officer certificate, issuer certificate)",
+        ),
+        "endorsement": describe(
+            endorsement, witness, "witness " + TPS_A, "a witness agrees with the result"
+        ),
+        "receipt": describe(
+            receipt, w.issuer, "issuer", "the issuer's receipt: ingest-log entry 0 for the result"
+        ),
+    }
+    out["receipt"]["log_entry"] = {
+        "prev_hex": LOG_GENESIS.hex(),
+        "index": 0,
+        "object_hex": result.id.hex(),
+        "status": "accepted",
+        "reason": "",
+        "server_time": server_time,
+        "hash_hex": log_hash.hex(),
+    }
+    for v in out.values():
+        v.update(root_info)
+    out["keyfile"] = build_keyfile()
+    return out
+
+
+def build_keyfile() -> dict[str, Any]:
+    key = seeded_key("kpps-chair " + TPS_A)
+    salt, nonce, n = bytes(range(16)), bytes(range(100, 112)), 2**10
+    data = encrypt_key(key, KEYFILE_PASSPHRASE, n=n, salt=salt, nonce=nonce)
+    return {
+        "note": "an encrypted key file (scrypt n=2**10 to keep tests fast; real files use 2**15)",
+        "passphrase": KEYFILE_PASSPHRASE,
+        "n": n,
+        "salt_hex": salt.hex(),
+        "nonce_hex": nonce.hex(),
+        "key_id_hex": key.id.hex(),
+        "public_hex": key.public.hex(),
+        "keyfile_hex": data.hex(),
+    }
+
+
+def render(vector: dict[str, Any]) -> str:
+    return json.dumps(vector, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    for stem, vector in build().items():
+        path = HERE / f"{stem}.json"
+        path.write_text(render(vector), encoding="utf-8")
+        print(f"wrote {path.relative_to(HERE.parents[1])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
