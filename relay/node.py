@@ -116,6 +116,8 @@ class Node:
         self._blob_locks: dict[bytes, asyncio.Lock] = {}
         self._stopping = False
         self.discovery: Any = None
+        self.ssl_context: Any = None
+        self.on_blob: Callable[[bytes], None] | None = None
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self._load_identity()
 
@@ -327,6 +329,8 @@ class Node:
             await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
             raise web.HTTPUnprocessableEntity(text="blob did not match its hash") from exc
         await self.store.write(StoreDB.add_blob, sha, total, self.now())
+        if self.on_blob is not None:
+            await self.store.write(lambda _sdb: self.on_blob(sha) if self.on_blob else None)
         return total
 
     # --- lifecycle --------------------------------------------------------------------
@@ -346,7 +350,8 @@ class Node:
             add(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True,
+                           ssl_context=self.ssl_context)  # fmt: skip
         try:
             await site.start()
         except OSError as exc:

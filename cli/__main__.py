@@ -1,0 +1,3 @@
+from estafet.cli.main import main
+
+main()

@@ -1,0 +1,216 @@
+"""``estafet central ...``: the KPU IT officer's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import click
+
+from estafet.relay.central import (
+    Central,
+    CentralError,
+    init_central,
+    load_authority,
+    load_manifest_file,
+    revoke,
+)
+from estafet.relay.central.enroll import SCOPED_ROLES, TPS_ROLES
+from estafet.relay.central.serve import open_central, tls_context
+from estafet.relay.daemon import serve_until_signalled, setup_logging
+from estafet.relay.home import parse_hostport
+
+from .common import friendly, get_passphrase, home_option, passphrase_option, resolve_home
+
+DAY = 86_400
+
+
+def _central_errors(f):  # type: ignore[no-untyped-def]
+    """CentralError is its own tree; show it like any other refusal."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*a, **kw):  # type: ignore[no-untyped-def]
+        try:
+            return f(*a, **kw)
+        except CentralError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group()
+def central() -> None:
+    """Run the KPU central server: keys, enrollment codes, ingest, tally, dashboard."""
+
+
+@central.command("init")
+@home_option
+@click.option("--manifest", "manifest_file", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Election manifest TOML (see docs/manifest.md).")  # fmt: skip
+@passphrase_option
+@friendly
+@_central_errors
+def central_init(home: Path | None, manifest_file: Path, passphrase_file: Path | None) -> None:
+    """Create the root and issuer keys and load the election manifest."""
+    h = resolve_home(home)
+    manifest = load_manifest_file(manifest_file)
+    pw = get_passphrase(passphrase_file, confirm=True, what="KPU root and issuer keys")
+    init_central(h, manifest, pw, int(time.time()))
+    n_tps = len(manifest.tps)
+    click.echo(f"central home {h} created: {manifest.name}, {len(manifest.elections)} "
+               f"election(s), {n_tps} TPS")  # fmt: skip
+    click.echo(f"root.key can now be moved offline; keep {h / 'trust.json'} for `verify --trust`")
+
+
+def _open(h: Path, passphrase_file: Path | None) -> Central:
+    return Central(h, load_authority(h, get_passphrase(passphrase_file, what="issuer key")))
+
+
+@central.command("codes")
+@home_option
+@click.option("--role", required=True, type=click.Choice([*TPS_ROLES, *SCOPED_ROLES]))
+@click.option("--tps", "tps", multiple=True, help="A TPS code (repeatable) for TPS roles.")
+@click.option("--all-tps", is_flag=True, help="One code for every TPS in the manifest.")
+@click.option("--count", type=click.IntRange(1, 10_000), help="N device codes (relay, gateway).")
+@click.option("--scope", default=None, help="Region prefix for relay/gateway codes.")
+@click.option("--expires-days", type=click.IntRange(1, 60), default=3, show_default=True)
+@passphrase_option
+@friendly
+@_central_errors
+def central_codes(home: Path | None, role: str, tps: tuple[str, ...], all_tps: bool,
+                  count: int | None, scope: str | None, expires_days: int,
+                  passphrase_file: Path | None) -> None:  # fmt: skip
+    """Make one-time enrollment codes; prints JSON lines {"tps", "role", "code"}."""
+    chosen = sum(bool(x) for x in (tps, all_tps, count))
+    if chosen != 1:
+        raise click.UsageError("give exactly one of --tps, --all-tps, --count")
+    if role in TPS_ROLES and count:
+        raise click.UsageError(f"{role} codes are per TPS: use --tps or --all-tps")
+    if role in SCOPED_ROLES and not count:
+        raise click.UsageError(f"{role} codes are per device: use --count N")
+    c = _open(resolve_home(home), passphrase_file)
+    try:
+        targets: list[str] | int = count if count else (
+            sorted(c.authority.manifest.tps) if all_tps else list(tps))  # fmt: skip
+        now = int(time.time())
+        rows = c.enrollment.make_codes(role, targets, now + expires_days * DAY, now, scope)
+    finally:
+        c.close()
+    for r in rows:
+        click.echo(json.dumps({"tps": r["tps"], "role": r["role"], "code": r["code"]}))
+
+
+@central.command("trust")
+@home_option
+@friendly
+def central_trust(home: Path | None) -> None:
+    """Print the public trust anchor (save it for `estafet verify --trust`)."""
+    path = resolve_home(home) / "trust.json"
+    try:
+        click.echo(path.read_text(encoding="utf-8").strip())
+    except FileNotFoundError as exc:
+        raise click.ClickException(f"{path} not found: run `estafet central init`") from exc
+
+
+@central.command("serve")
+@home_option
+@click.option("--listen", default="0.0.0.0:8443", show_default=True, help="HOST:PORT.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--log-level", default="INFO", show_default=True)
+@passphrase_option
+@friendly
+@_central_errors
+def central_serve(home: Path | None, listen: str, tls_cert: Path | None, tls_key: Path | None,
+                  log_level: str, passphrase_file: Path | None) -> None:  # fmt: skip
+    """Serve enrollment, ingest (the /v1/ API), the dashboard and /api/status."""
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    parse_hostport(listen)
+    h = resolve_home(home)
+    pw = get_passphrase(passphrase_file, what="issuer key")
+    tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
+    setup_logging(log_level)
+
+    async def main() -> None:
+        node, c = open_central(h, pw, listen, tls=tls)
+        scheme = "https" if tls else "http"
+
+        def ready() -> None:
+            click.echo(f"central server: {scheme}://{listen} (dashboard at /)", err=True)
+
+        try:
+            await serve_until_signalled(node.start, node.stop, ready)
+        finally:
+            c.close()
+
+    asyncio.run(main())
+
+
+@central.command("status")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="The same JSON as /api/status.")
+@passphrase_option
+@friendly
+@_central_errors
+def central_status(home: Path | None, as_json: bool, passphrase_file: Path | None) -> None:
+    """Progress per election and kecamatan, the tally, conflicts."""
+    c = _open(resolve_home(home), passphrase_file)
+    try:
+        st = c.status()
+    finally:
+        c.close()
+    if as_json:
+        click.echo(json.dumps(st, indent=1))
+        return
+    for e in st["elections"]:
+        click.echo(f"{e['kind']} (region {e['region']}): {e['tps_accepted']}/{e['tps_expected']}"
+                   f" TPS accepted, {e['tps_conflict']} in conflict, {e['tps_missing']} missing")
+        tally = ", ".join(f"{k}: {v}" for k, v in sorted(e["tally"].items()))
+        click.echo(f"  tally: {tally}")
+        for k in e["kecamatan"]:
+            done = k["tps_accepted"] / max(1, k["tps_expected"])
+            bar = "#" * int(done * 20)
+            click.echo(f"  {k['name'][:20]:20} [{bar:20}] {k['tps_accepted']}/{k['tps_expected']}")
+    for c_ in st["conflicts"]:
+        click.echo(f"CONFLICT {c_['election']} TPS {c_['tps']}: {len(c_['objects'])} results")
+
+
+@central.command("revoke")
+@home_option
+@click.option("--serial", type=int, default=None, help="Certificate serial to revoke.")
+@click.option("--key", "key_hex", default=None, help="Key id (hex) to revoke.")
+@click.option("--reason", required=True, help="Why (shown to everyone who sees the list).")
+@passphrase_option
+@friendly
+@_central_errors
+def central_revoke(home: Path | None, serial: int | None, key_hex: str | None, reason: str,
+                   passphrase_file: Path | None) -> None:  # fmt: skip
+    """Revoke a certificate by serial or key id; the signed list travels to every node."""
+    if (serial is None) == (key_hex is None):
+        raise click.UsageError("give exactly one of --serial or --key")
+    try:
+        kid = bytes.fromhex(key_hex) if key_hex else None
+    except ValueError as exc:
+        raise click.BadParameter("must be hex", param_hint="--key") from exc
+    h = resolve_home(home)
+    pw = get_passphrase(passphrase_file, what="KPU root key")
+    now = int(time.time())
+    env = revoke(h, pw, serial=serial, key_id=kid, reason=reason, now=now)
+    node, c = open_central(h, pw, "127.0.0.1:0")
+    try:
+        c.ingest(env.encode(), now)
+        from estafet.relay.accept import accept_one
+
+        accept_one(node.store.sync_db(), node.trust, env.encode(), peer="", origin="local",
+                   scope="", now=now)  # fmt: skip
+    finally:
+        node.store.close()
+        c.close()
+    body = env.body
+    click.echo(f"revocation list version {getattr(body, 'version', '?')} signed; it travels "
+               "with the next sync")  # fmt: skip

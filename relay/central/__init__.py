@@ -1,0 +1,53 @@
+"""The KPU central server's core: authority keys, enrollment, ingest with receipts, tally, web.
+
+Codemap::
+
+    errors.py         CentralError and its subclasses
+    manifest_file.py  the manifest TOML + CSV files -> Manifest
+    authority.py      the authority home: root/issuer keys, issuer cert, manifest, revocations
+    db.py             CentralDB: every SQL statement (central.db, WAL, STRICT, migrations)
+    enroll.py         one-time enrollment codes -> device certificates
+    ingest.py         Central: verify, store, hash-chained log, receipts
+    tally.py          the counting rule, tally and progress (pure; also used by gateways)
+    views.py          status and TPS-page views (read-only)
+    metrics.py        Prometheus counters and gauges
+    web.py            aiohttp routes: dashboard, TPS page, /api/status, /metrics, /v1/enroll
+    dashboard.py      the dashboard HTML (escaped server-side, textContent client-side)
+
+Invariants: the core (everything but web.py) is synchronous and never reads the clock: ``now``
+is an argument. One logical write is one SQLite transaction.
+"""
+
+from .authority import Authority, init_central, load_authority, revoke
+from .enroll import Enrollment, EnrollResult
+from .errors import (
+    AuthorityError,
+    CentralError,
+    DatabaseError,
+    EnrollError,
+    LogError,
+    ManifestFileError,
+    UnknownTpsError,
+)
+from .ingest import Central
+from .manifest_file import load_manifest_file
+from .tally import tally_from_results
+
+__all__ = [
+    "Authority",
+    "AuthorityError",
+    "Central",
+    "CentralError",
+    "DatabaseError",
+    "EnrollError",
+    "EnrollResult",
+    "Enrollment",
+    "LogError",
+    "ManifestFileError",
+    "UnknownTpsError",
+    "init_central",
+    "load_authority",
+    "load_manifest_file",
+    "revoke",
+    "tally_from_results",
+]

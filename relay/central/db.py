@@ -1,0 +1,464 @@
+"""central.db: every SQL statement of the central server, behind one narrow class.
+
+:class:`CentralDB` is the storage seam: the rest of ``relay/central`` speaks to it in domain
+terms (objects, log entries, receipts, results, codes), so a PostgreSQL implementation could
+replace it. SQLite specifics: WAL, ``synchronous=FULL`` (a receipt once handed out must survive
+a power cut, or the hash-chained log would fork), STRICT tables, numbered migrations recorded in
+the ``migrations`` table, each applied in its own transaction.
+
+Transactions: the connection runs in autocommit mode and :meth:`CentralDB.write` opens
+``BEGIN IMMEDIATE`` / ``COMMIT`` around one logical write, rolling back on any exception;
+sqlite-utils calls inside it nest as savepoints (``db.atomic()``). Writes outside ``write()`` are
+a bug (:meth:`_must_write` checks). ``lock`` serialises every use of the one connection, so
+callers on different threads are safe; the web layer still runs all calls on one thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import DatabaseError
+
+Row = dict[str, Any]
+
+
+def _m1_schema(db: sqlite_utils.Database) -> None:
+    t = db.table
+    t("settings").create({"key": str, "value": bytes}, pk="key", not_null={"value"}, strict=True)
+    t("counters").create({"name": str, "value": int}, pk="name", not_null={"value"}, strict=True)
+    _m1_objects(db)
+    _m1_enrollment(db)
+
+
+def _m1_objects(db: sqlite_utils.Database) -> None:
+    """Objects as received, the log, receipts, and the results/endorsements/blobs indexes."""
+    t = db.table
+    t("objects").create(
+        {"id": bytes, "kind": str, "tps": str, "election": str, "size": int, "raw": bytes,
+         "received": int, "verified": int, "status": str, "reason": str},
+        pk="id", not_null={"kind", "tps", "election", "size", "raw", "received", "verified",
+                           "status", "reason"}, strict=True,
+    )  # fmt: skip
+    t("objects").create_index(["tps"])
+    t("rejected_copies").create(
+        {"raw_sha": bytes, "id": bytes, "raw": bytes, "received": int, "reason": str},
+        pk="raw_sha", not_null={"id", "raw", "received", "reason"}, strict=True,
+    )  # fmt: skip
+    t("log").create(
+        {"idx": int, "object": bytes, "status": str, "reason": str, "server_time": int,
+         "prev": bytes, "hash": bytes},
+        pk="idx", not_null={"object", "status", "reason", "server_time", "prev", "hash"},
+        strict=True,
+    )  # fmt: skip
+    t("receipts").create(
+        {"id": bytes, "object": bytes, "log_idx": int, "raw": bytes},
+        pk="id", not_null={"object", "log_idx", "raw"}, strict=True,
+    )  # fmt: skip
+    t("receipts").create_index(["log_idx"], unique=True)
+    t("receipts").create_index(["object", "log_idx"])
+    t("results").create(
+        {"id": bytes, "tps": str, "election": str, "revision": int, "supersedes": bytes,
+         "signer": bytes, "signer_serial": int, "issuer": bytes, "signer_label": str,
+         "received": int, "votes": str, "valid": int, "invalid": int, "warnings": str},
+        pk="id", not_null={"tps", "election", "revision", "signer", "signer_serial", "issuer",
+                           "signer_label", "received", "votes", "valid", "invalid", "warnings"},
+        strict=True,
+    )  # fmt: skip
+    t("results").create_index(["tps", "election"])
+    t("photos").create(
+        {"result": bytes, "sheet": int, "sha256": bytes, "size": int, "type": str},
+        pk=("result", "sheet"), not_null={"sha256", "size", "type"}, strict=True,
+    )  # fmt: skip
+    t("photos").create_index(["sha256"])
+    t("endorsements").create(
+        {"id": bytes, "result": bytes, "tps": str, "election": str, "signer": bytes,
+         "signer_serial": int, "issuer": bytes, "role": str, "statement": str, "received": int},
+        pk="id", not_null={"result", "tps", "election", "signer", "signer_serial", "issuer",
+                           "role", "statement", "received"}, strict=True,
+    )  # fmt: skip
+    t("endorsements").create_index(["result"])
+    t("blobs").create({"sha256": bytes}, pk="sha256", strict=True)
+
+
+def _m1_enrollment(db: sqlite_utils.Database) -> None:
+    """Enrollment codes (hashes only), failed attempts, certificates issued."""
+    t = db.table
+    t("enroll_codes").create(
+        {"hash": bytes, "role": str, "tps": str, "scope": str, "created": int,
+         "expires_at": int, "used_at": int, "used_key": bytes, "serial": int},
+        pk="hash", not_null={"role", "tps", "scope", "created", "expires_at"}, strict=True,
+    )  # fmt: skip
+    t("enroll_failures").create(
+        {"id": int, "client": str, "time": int, "reason": str},
+        pk="id", not_null={"client", "time", "reason"}, strict=True,
+    )  # fmt: skip
+    t("enroll_failures").create_index(["client", "time"])
+    t("enroll_failures").create_index(["time"])
+    t("issued_certs").create(
+        {"serial": int, "key_id": bytes, "role": str, "scope": str, "not_before": int,
+         "not_after": int, "issued": int, "raw": bytes},
+        pk="serial", not_null={"key_id", "role", "scope", "not_before", "not_after", "issued",
+                               "raw"}, strict=True,
+    )  # fmt: skip
+    t("issued_certs").create_index(["key_id"])
+
+
+_RESULTS_SELECT = (
+    "SELECT r.*, o.status, o.reason, group_concat(hex(p.sha256)) AS photo_hex "
+    "FROM results r JOIN objects o ON o.id = r.id LEFT JOIN photos p ON p.result = r.id"
+)
+_RESULTS_ORDER = "GROUP BY r.id ORDER BY r.tps, r.election, r.revision, r.received"
+_ENDORSEMENTS_SELECT = (
+    "SELECT e.*, o.status, o.reason FROM endorsements e JOIN objects o ON o.id = e.id"
+)
+
+MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
+    (1, "initial schema", _m1_schema),
+]
+"""Numbered schema changes. Append only; never edit one that shipped."""
+
+
+class CentralDB:
+    """All SQL of the central server. Open with a path; ``close()`` when done."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            conn = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{path}: cannot open: {exc}") from exc
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        self._migrate()
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    # --- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """One logical write: ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error."""
+        with self.lock:
+            if self.db.conn.in_transaction:
+                raise DatabaseError("write() does not nest")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _must_write(self) -> None:
+        if not self.db.conn.in_transaction:
+            raise DatabaseError("a write outside CentralDB.write()")
+
+    def _x(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        self._must_write()
+        return self.db.execute(sql, params)
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Row | None:
+        rows = list(self.db.query(sql, params))
+        return rows[0] if rows else None
+
+    def _migrate(self) -> None:
+        with self.lock:
+            if "migrations" not in self.db.table_names():
+                with self.write():
+                    self.db.table("migrations").create(
+                        {"version": int, "name": str, "applied": int}, pk="version", strict=True
+                    )
+            done = {r["version"] for r in self.db.query("SELECT version FROM migrations")}
+            known = {v for v, _, _ in MIGRATIONS}
+            if done - known:
+                raise DatabaseError(f"{self.path} has schema {max(done)}: from a newer Estafet")
+            for version, name, fn in MIGRATIONS:
+                if version in done:
+                    continue
+                with self.write():
+                    fn(self.db)
+                    self._x(
+                        "INSERT INTO migrations (version, name, applied) "
+                        "VALUES (?, ?, strftime('%s','now'))",
+                        (version, name),
+                    )
+
+    # --- settings and counters ----------------------------------------------------------------
+    def setting(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """The value of ``key``, created with ``make()`` the first time."""
+        with self.lock:
+            row = self._one("SELECT value FROM settings WHERE key = ?", (key,))
+            if row is not None:
+                return bytes(row["value"])
+            with self.write():
+                self._x("INSERT INTO settings (key, value) VALUES (?, ?)", (key, make()))
+            return self.setting(key, make)
+
+    def next_counter(self, name: str, start: int) -> int:
+        """Increment and return a counter (first value ``start``). Call inside write()."""
+        self._x(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            (name, start),
+        )
+        row = self._one("SELECT value FROM counters WHERE name = ?", (name,))
+        assert row is not None
+        return int(row["value"])
+
+    # --- objects --------------------------------------------------------------------------------
+    def object_state(self, oid: bytes) -> Row | None:
+        return self._one(
+            "SELECT kind, verified, status, reason, raw FROM objects WHERE id = ?", (oid,)
+        )
+
+    def put_object(self, row: Row) -> None:
+        """Insert an object, or replace the copy of a rejected one (kept in rejected_copies)."""
+        old = self._one("SELECT raw, received, reason FROM objects WHERE id = ?", (row["id"],))
+        if old is not None:
+            self._x(
+                "INSERT OR IGNORE INTO rejected_copies (raw_sha, id, raw, received, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    hashlib.sha256(old["raw"]).digest(),
+                    row["id"],
+                    old["raw"],
+                    old["received"],
+                    old["reason"],
+                ),
+            )
+        self._x(
+            "INSERT OR REPLACE INTO objects (id, kind, tps, election, size, raw, received, "
+            "verified, status, reason) VALUES (:id, :kind, :tps, :election, :size, :raw, "
+            ":received, :verified, 'pending', '')",
+            row,
+        )
+
+    def set_status(self, oid: bytes, status: str, reason: str) -> None:
+        self._x("UPDATE objects SET status = ?, reason = ? WHERE id = ?", (status, reason, oid))
+
+    def accepted_raw(self, kind: str) -> list[bytes]:
+        rows = self.db.query(
+            "SELECT raw FROM objects WHERE kind = ? AND status = 'accepted' ORDER BY received",
+            (kind,),
+        )
+        return [bytes(r["raw"]) for r in rows]
+
+    def object_counts(self) -> list[Row]:
+        return list(
+            self.db.query(
+                "SELECT kind, status, count(*) AS n, sum(size) AS bytes FROM objects "
+                "GROUP BY kind, status ORDER BY kind, status"
+            )
+        )
+
+    def rejected_for_tps(self, tps: str) -> list[Row]:
+        return list(
+            self.db.query(
+                "SELECT id, kind, election, received, reason FROM objects "
+                "WHERE tps = ? AND status = 'rejected' ORDER BY received",
+                (tps,),
+            )
+        )
+
+    # --- log and receipts --------------------------------------------------------------------
+    def log_head(self) -> tuple[int, bytes | None]:
+        """(length, hash of the last entry or None when empty)."""
+        row = self._one("SELECT idx, hash FROM log ORDER BY idx DESC LIMIT 1")
+        return (0, None) if row is None else (int(row["idx"]) + 1, bytes(row["hash"]))
+
+    def append_log(self, entry: Row, receipt_id: bytes, receipt: bytes) -> None:
+        self._x(
+            "INSERT INTO log (idx, object, status, reason, server_time, prev, hash) VALUES "
+            "(:idx, :object, :status, :reason, :server_time, :prev, :hash)",
+            entry,
+        )
+        self._x(
+            "INSERT INTO receipts (id, object, log_idx, raw) VALUES (?, ?, ?, ?)",
+            (receipt_id, entry["object"], entry["idx"], receipt),
+        )
+
+    def iter_log(self, batch: int = 1000) -> Iterator[Row]:
+        """Every log entry in order, with the receipt issued for it (``receipt`` raw bytes)."""
+        last = -1
+        while True:
+            rows = list(
+                self.db.query(
+                    "SELECT l.*, r.raw AS receipt FROM log l LEFT JOIN receipts r "
+                    "ON r.log_idx = l.idx WHERE l.idx > ? ORDER BY l.idx LIMIT ?",
+                    (last, batch),
+                )
+            )
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1]["idx"]
+
+    def latest_receipt(self, oid: bytes) -> bytes | None:
+        row = self._one(
+            "SELECT raw FROM receipts WHERE object = ? ORDER BY log_idx DESC LIMIT 1", (oid,)
+        )
+        return None if row is None else bytes(row["raw"])
+
+    # --- results, photos, endorsements, blobs -------------------------------------------------
+    def put_result(self, row: Row, photos: list[Row]) -> None:
+        row = {**row, "votes": json.dumps(row["votes"]), "warnings": json.dumps(row["warnings"])}
+        self._x(
+            "INSERT OR REPLACE INTO results (id, tps, election, revision, supersedes, signer, "
+            "signer_serial, issuer, signer_label, received, votes, valid, invalid, warnings) "
+            "VALUES (:id, :tps, :election, :revision, :supersedes, :signer, :signer_serial, "
+            ":issuer, :signer_label, :received, :votes, :valid, :invalid, :warnings)",
+            row,
+        )
+        for p in photos:
+            self._x(
+                "INSERT OR REPLACE INTO photos (result, sheet, sha256, size, type) "
+                "VALUES (:result, :sheet, :sha256, :size, :type)",
+                p,
+            )
+
+    def result_key(self, rid: bytes) -> Row | None:
+        return self._one("SELECT tps, election, revision FROM results WHERE id = ?", (rid,))
+
+    def _results(self, where: str, params: tuple[Any, ...]) -> list[Row]:
+        """Results joined with their status; ``where`` is one of this class's constant clauses."""
+        sql = f"{_RESULTS_SELECT} WHERE {where} {_RESULTS_ORDER}"
+        rows = list(self.db.query(sql, params))
+        for r in rows:
+            r["votes"] = json.loads(r["votes"])
+            r["warnings"] = json.loads(r["warnings"])
+            hexes = r.pop("photo_hex") or ""
+            r["photos"] = [bytes.fromhex(h) for h in hexes.split(",") if h]
+        return rows
+
+    def slot(self, tps: str, election: str) -> list[Row]:
+        """Results of one TPS and election that are not rejected."""
+        return self._results(
+            "r.tps = ? AND r.election = ? AND o.status != 'rejected'", (tps, election)
+        )
+
+    def live_results(self) -> list[Row]:
+        """Every result not rejected: accepted, conflict or superseded."""
+        return self._results("o.status != 'rejected'", ())
+
+    def results_with(self, status: str, reason: str | None = None) -> list[Row]:
+        if reason is None:
+            return self._results("o.status = ?", (status,))
+        return self._results("o.status = ? AND o.reason = ?", (status, reason))
+
+    def results_for_tps(self, tps: str) -> list[Row]:
+        return self._results("r.tps = ?", (tps,))
+
+    def photos_of(self, rid: bytes) -> list[Row]:
+        return list(
+            self.db.query(
+                "SELECT p.sheet, p.sha256, p.size, p.type, b.sha256 IS NOT NULL AS present "
+                "FROM photos p LEFT JOIN blobs b ON b.sha256 = p.sha256 "
+                "WHERE p.result = ? ORDER BY p.sheet",
+                (rid,),
+            )
+        )
+
+    def present_photo_blobs(self) -> set[bytes]:
+        rows = self.db.query(
+            "SELECT DISTINCT p.sha256 FROM photos p JOIN blobs b ON b.sha256 = p.sha256"
+        )
+        return {bytes(r["sha256"]) for r in rows}
+
+    def add_blob(self, sha256: bytes) -> None:
+        self._x("INSERT OR IGNORE INTO blobs (sha256) VALUES (?)", (sha256,))
+
+    def blob_count(self) -> int:
+        row = self._one("SELECT count(*) AS n FROM blobs")
+        return 0 if row is None else int(row["n"])
+
+    def put_endorsement(self, row: Row) -> None:
+        self._x(
+            "INSERT OR REPLACE INTO endorsements (id, result, tps, election, signer, "
+            "signer_serial, issuer, role, statement, received) VALUES (:id, :result, :tps, "
+            ":election, :signer, :signer_serial, :issuer, :role, :statement, :received)",
+            row,
+        )
+
+    def _endorsements(self, where: str, params: tuple[Any, ...]) -> list[Row]:
+        sql = f"{_ENDORSEMENTS_SELECT} WHERE {where} ORDER BY e.received, e.id"
+        return list(self.db.query(sql, params))
+
+    def endorsements_for_tps(self, tps: str) -> list[Row]:
+        return self._endorsements("e.tps = ?", (tps,))
+
+    def accepted_endorsements(self) -> list[Row]:
+        return self._endorsements("o.status = 'accepted'", ())
+
+    def endorsement_counts(self) -> dict[bytes, int]:
+        """Accepted endorsements per result whose TPS and election match the result's."""
+        rows = self.db.query(
+            "SELECT e.result, count(*) AS n FROM endorsements e "
+            "JOIN objects o ON o.id = e.id JOIN results r ON r.id = e.result "
+            "WHERE o.status = 'accepted' AND e.tps = r.tps AND e.election = r.election "
+            "AND e.statement = 'agree' GROUP BY e.result"
+        )
+        return {bytes(r["result"]): int(r["n"]) for r in rows}
+
+    # --- enrollment ---------------------------------------------------------------------------
+    def put_codes(self, rows: list[Row]) -> None:
+        self._must_write()
+        self.db.table("enroll_codes").insert_all(rows)
+
+    def code(self, code_hash: bytes) -> Row | None:
+        return self._one("SELECT * FROM enroll_codes WHERE hash = ?", (code_hash,))
+
+    def use_code(self, code_hash: bytes, now: int, cert: Row) -> bool:
+        """Mark a code used and record the certificate issued; False if already used."""
+        cur = self._x(
+            "UPDATE enroll_codes SET used_at = ?, used_key = ?, serial = ? "
+            "WHERE hash = ? AND used_at IS NULL",
+            (now, cert["key_id"], cert["serial"], code_hash),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._x(
+            "INSERT INTO issued_certs (serial, key_id, role, scope, not_before, not_after, "
+            "issued, raw) VALUES (:serial, :key_id, :role, :scope, :not_before, :not_after, "
+            ":issued, :raw)",
+            cert,
+        )
+        return True
+
+    def add_failure(self, client: str, now: int, reason: str) -> None:
+        self._x(
+            "INSERT INTO enroll_failures (client, time, reason) VALUES (?, ?, ?)",
+            (client, now, reason),
+        )
+
+    def failures_since(self, since: int, client: str | None = None) -> int:
+        if client is None:
+            row = self._one("SELECT count(*) AS n FROM enroll_failures WHERE time > ?", (since,))
+        else:
+            row = self._one(
+                "SELECT count(*) AS n FROM enroll_failures WHERE client = ? AND time > ?",
+                (client, since),
+            )
+        return 0 if row is None else int(row["n"])
+
+    def prune_failures(self, before: int) -> None:
+        self._x("DELETE FROM enroll_failures WHERE time <= ?", (before,))
+
+    def issued_label(self, key_id: bytes) -> Row | None:
+        return self._one(
+            "SELECT serial, role, scope FROM issued_certs WHERE key_id = ? ORDER BY serial DESC",
+            (key_id,),
+        )

@@ -1,0 +1,375 @@
+"""The central server's core: verify each pushed object, keep it, log it, answer with a receipt.
+
+Theory of operation
+-------------------
+:meth:`Central.ingest` takes the raw bytes of one object and the server time. Bytes from which
+no object id can be computed answer ``(None, "malformed")``. Everything else is stored (raw
+bytes kept exactly), verified with the authority's :class:`TrustStore` (``allow_revoked=True``),
+and gets one or more *log entries*: the append-only ingest log is a hash chain, entry ``i``
+committing to entry ``i-1`` with :func:`log_entry_hash`. Each entry has a receipt signed by the
+issuer key, with ``created`` = server time, so anyone holding the root key id can check that the
+server said "object X had status S at position i of a chain whose head was H".
+
+Statuses: ``accepted``; ``rejected`` (reason: the VerifyError reason and detail, ``revoked-signer``
+or ``invalid-content: revision-supersedes ...``); ``conflict`` and ``superseded`` from the counting
+rule in :mod:`.tally`. When a new object changes the status of older ones (a revision supersedes a
+result; a second result for the same TPS, election and revision makes both conflict; a revocation
+flags results received after the revocation time) those get a new log entry and receipt too.
+
+Idempotence: an object id already held answers its latest receipt without writing. An id held
+as *rejected* is verified again, because the id covers only the content: a copy with a broken
+signature or missing chain must not shadow the genuine object; if the new copy verifies it is
+processed and the rejected copy is kept in ``rejected_copies``.
+
+Receipts are never receipted (``(None, "ignored")``), so receipts echoed back through the mesh
+cannot loop. Certificates, manifests and revocation lists are acknowledged and learnt (newer
+versions only) but not tallied. One ingest is one database transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from estafet.crypto.errors import VerifyError
+from estafet.crypto.keys import verify_signature
+from estafet.crypto.seal import seal
+from estafet.crypto.trust import Verified
+from estafet.protocol import codec
+from estafet.protocol.errors import ProtocolError
+from estafet.protocol.objects import (
+    LOG_GENESIS,
+    MAX_CHAIN,
+    MAX_MANIFEST_BYTES,
+    EndorsementBody,
+    Envelope,
+    ReceiptBody,
+    ResultBody,
+    RevokedEntry,
+    decode_envelope,
+    log_entry_hash,
+    signing_message,
+)
+
+from . import views
+from .authority import Authority
+from .db import CentralDB, Row
+from .enroll import Enrollment, EnrollResult
+from .errors import LogError
+from .metrics import Stats
+from .tally import resolve_slot, supersede_problem
+
+DB_FILE = "central.db"
+MAX_REASON = 500
+SLOT_REASONS = {"accepted": "", "conflict": "equivocation", "superseded": "later-revision"}
+_OUTER = codec.Limits(
+    max_bytes=MAX_MANIFEST_BYTES, max_bin=MAX_MANIFEST_BYTES, max_array=MAX_CHAIN, max_map=3
+)
+
+
+def loose_id(raw: bytes) -> bytes | None:
+    """The object id of bytes that do not decode as an object, when an id exists at all."""
+    try:
+        outer = codec.decode(raw, _OUTER)
+    except ProtocolError:
+        return None
+    if isinstance(outer, dict) and isinstance(outer.get("c"), bytes):
+        return hashlib.sha256(outer["c"]).digest()
+    return None
+
+
+class Central:
+    """The central server's state: central.db in ``home`` plus the authority's keys."""
+
+    def __init__(self, home: Path, authority: Authority, *, valid_until: int | None = None):
+        self.home = Path(home)
+        self.authority = authority
+        self.trust = authority.trust
+        self.db = CentralDB(self.home / DB_FILE)
+        self.stats = Stats()
+        self.enrollment = Enrollment(self.db, authority, valid_until=valid_until)
+        self._relearn()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _relearn(self) -> None:
+        """Learn manifests and revocation lists accepted in earlier runs (root-signed, so no
+        validity window: each object's own time stands in for ``now``)."""
+        for kind in ("manifest", "revocation"):
+            for raw in self.db.accepted_raw(kind):
+                env = decode_envelope(raw)
+                self.trust.learn(self.trust.verify(env, env.created))
+
+    # --- ingest -------------------------------------------------------------------------------
+    def ingest(self, raw: bytes, now: int) -> tuple[bytes | None, str]:
+        """Verify, store and log one pushed object; return (receipt bytes, status)."""
+        with self.db.lock:
+            self.stats.bytes += len(raw)
+            env, oid, error = self._decode(raw)
+            if oid is None:
+                self.stats.received("unknown", "malformed")
+                self.stats.failed("malformed")
+                return None, "malformed"
+            kind = env.kind if env is not None else ""
+            if kind == "receipt":
+                self.stats.received(kind, "ignored")
+                return None, "ignored"
+            known = self.db.object_state(oid)
+            if known is not None and (known["status"] != "rejected" or known["verified"]):
+                return self._duplicate(oid, kind, known["status"])
+            verified = None
+            if env is not None:
+                try:
+                    verified = self.trust.verify(env, now, allow_revoked=True)
+                except VerifyError as exc:
+                    error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+                    self.stats.failed(exc.reason)
+            else:
+                self.stats.failed("malformed")
+            if known is not None and verified is None:
+                return self._duplicate(oid, kind, known["status"])
+            with self.db.write():
+                self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
+                if verified is None:
+                    tps, election = (env.tps, env.election) if env else ("", "")
+                    self._record(oid, kind, tps, election, "rejected", error, now)
+                else:
+                    self._handle(verified, now)
+            state = self.db.object_state(oid)
+            assert state is not None
+            self.stats.received(kind or "unknown", state["status"])
+            return self.db.latest_receipt(oid), state["status"]
+
+    @staticmethod
+    def _decode(raw: bytes) -> tuple[Envelope | None, bytes | None, str]:
+        try:
+            env = decode_envelope(raw)
+        except ProtocolError as exc:
+            return None, loose_id(raw), f"malformed: {exc}"
+        return env, env.id, ""
+
+    @staticmethod
+    def _object_row(oid: bytes, env: Envelope | None, raw: bytes, now: int, ok: bool) -> Row:
+        return {
+            "id": oid,
+            "kind": env.kind if env else "",
+            "tps": env.tps if env else "",
+            "election": env.election if env else "",
+            "size": len(raw),
+            "raw": raw,
+            "received": now,
+            "verified": int(ok),
+        }
+
+    def _duplicate(self, oid: bytes, kind: str, status: str) -> tuple[bytes | None, str]:
+        self.stats.duplicates += 1
+        self.stats.received(kind or "unknown", "duplicate")
+        return self.db.latest_receipt(oid), status
+
+    def _handle(self, v: Verified, now: int) -> None:
+        if v.kind == "result":
+            self._on_result(v, now)
+        elif v.kind == "endorsement":
+            self._on_endorsement(v, now)
+        else:
+            self._on_trust_object(v, now)
+
+    def _record(
+        self, oid: bytes, kind: str, tps: str, election: str, status: str, reason: str, now: int
+    ) -> None:
+        """Append a log entry for ``oid`` with a signed receipt, and set its status."""
+        reason = reason[:MAX_REASON]
+        index, head = self.db.log_head()
+        prev = head or LOG_GENESIS
+        digest = log_entry_hash(prev, index, oid, status, reason, now)
+        body = ReceiptBody(oid, kind, tps, election, status, reason, index, prev, digest)
+        receipt = seal(
+            "receipt", body, self.authority.issuer_key, now, (self.authority.issuer_cert.encode(),)
+        )
+        entry = {"idx": index, "object": oid, "status": status, "reason": reason,
+                 "server_time": now, "prev": prev, "hash": digest}  # fmt: skip
+        self.db.append_log(entry, receipt.id, receipt.encode())
+        self.db.set_status(oid, status, reason)
+
+    # --- per kind -----------------------------------------------------------------------------
+    def _revoked(self, v: Verified, now: int) -> bool:
+        return v.revoked is not None and v.revoked.time <= now
+
+    def _on_result(self, v: Verified, now: int) -> None:
+        body = v.envelope.body
+        assert isinstance(body, ResultBody) and v.signer.cert is not None
+        assert v.signer.cert_envelope is not None
+        form = body.form
+        self.db.put_result(
+            {"id": v.id, "tps": form.tps, "election": form.election, "revision": form.revision,
+             "supersedes": form.supersedes, "signer": v.signer.key_id,
+             "signer_serial": v.signer.cert.serial, "issuer": v.signer.cert_envelope.signer,
+             "signer_label": v.signer.cert.label, "received": now, "votes": dict(form.votes),
+             "valid": form.valid, "invalid": form.invalid,
+             "warnings": sorted(set(body.warnings) | set(v.warnings))},
+            [{"result": v.id, "sheet": p.sheet, "sha256": p.sha256, "size": p.size,
+              "type": p.type} for p in body.photos],
+        )  # fmt: skip
+        reason = "revoked-signer" if self._revoked(v, now) else ""
+        if not reason and form.supersedes is not None:
+            prev = self.db.result_key(form.supersedes)
+            key = (prev["tps"], prev["election"], prev["revision"]) if prev else None
+            problem = supersede_problem(form.tps, form.election, form.revision, key)
+            if problem:
+                reason = f"invalid-content: revision-supersedes: {problem}"
+        if reason:
+            self._record(v.id, "result", form.tps, form.election, "rejected", reason, now)
+            return
+        self._settle_slot(form.tps, form.election, now, first=v.id)
+
+    def _settle_slot(self, tps: str, election: str, now: int, first: bytes | None) -> None:
+        """Apply the counting rule to one TPS and election; log every status that changed."""
+        rows = self.db.slot(tps, election)
+        statuses = resolve_slot((r["id"], r["revision"]) for r in rows)
+        for r in sorted(rows, key=lambda r: r["id"] != first):
+            status = statuses[r["id"]]
+            if status != r["status"]:
+                self._record(r["id"], "result", tps, election, status, SLOT_REASONS[status], now)
+
+    def _on_endorsement(self, v: Verified, now: int) -> None:
+        body = v.envelope.body
+        assert isinstance(body, EndorsementBody) and v.signer.cert is not None
+        assert v.signer.cert_envelope is not None
+        self.db.put_endorsement(
+            {"id": v.id, "result": body.result, "tps": body.tps, "election": body.election,
+             "signer": v.signer.key_id, "signer_serial": v.signer.cert.serial,
+             "issuer": v.signer.cert_envelope.signer, "role": v.signer.role,
+             "statement": body.statement, "received": now}
+        )  # fmt: skip
+        reason = "revoked-signer" if self._revoked(v, now) else ""
+        target = self.db.result_key(body.result)
+        if (
+            not reason
+            and target
+            and (target["tps"], target["election"])
+            != (
+                body.tps,
+                body.election,
+            )
+        ):
+            reason = "invalid-content: the endorsed result is for another TPS or election"
+        status = "rejected" if reason else "accepted"
+        self._record(v.id, "endorsement", body.tps, body.election, status, reason, now)
+
+    def _on_trust_object(self, v: Verified, now: int) -> None:
+        if self._revoked(v, now):
+            self._record(v.id, v.kind, "", "", "rejected", "revoked-signer", now)
+            return
+        changed = self.trust.learn(v)
+        stale = not changed and v.kind in ("manifest", "revocation")
+        self._record(v.id, v.kind, "", "", "accepted", "stale" if stale else "", now)
+        if v.kind == "revocation":
+            self._apply_revocations(now)
+
+    def _revocation_for(self, signer: bytes, serial: int, issuer: bytes) -> RevokedEntry | None:
+        rev = self.trust.revocation
+        if rev is None:
+            return None
+        found = rev.revokes(serial, signer)
+        issuer_cert = self.trust.certificate_for(issuer)
+        if found is None and issuer_cert is not None:
+            found = rev.revokes(issuer_cert.serial, issuer)
+        return found
+
+    def _apply_revocations(self, now: int) -> None:
+        """Flag results and endorsements received at or after their signer's revocation."""
+        slots = set()
+        for r in self.db.live_results():
+            entry = self._revocation_for(r["signer"], r["signer_serial"], r["issuer"])
+            if entry is not None and entry.time <= r["received"]:
+                self._record(
+                    r["id"], "result", r["tps"], r["election"], "rejected", "revoked-signer", now
+                )
+                slots.add((r["tps"], r["election"]))
+        for tps, election in sorted(slots):
+            self._settle_slot(tps, election, now, first=None)
+        for e in self.db.accepted_endorsements():
+            entry = self._revocation_for(e["signer"], e["signer_serial"], e["issuer"])
+            if entry is not None and entry.time <= e["received"]:
+                self._record(
+                    e["id"], "endorsement", e["tps"], e["election"], "rejected",
+                    "revoked-signer", now,
+                )  # fmt: skip
+
+    # --- queries ------------------------------------------------------------------------------
+    def receipt_for(self, object_id: bytes) -> bytes | None:
+        """The latest receipt issued for ``object_id``."""
+        with self.db.lock:
+            return self.db.latest_receipt(object_id)
+
+    def note_blob(self, sha256: bytes) -> None:
+        """A photo blob arrived (the caller checked its hash)."""
+        if len(sha256) != 32:
+            raise ValueError("a blob is named by its 32-byte SHA-256")
+        with self.db.write():
+            self.db.add_blob(sha256)
+
+    def verify_log(self) -> None:
+        """Recompute the whole chain and check every receipt; raise LogError at the first fault."""
+        issuer_public = self.authority.issuer_key.public
+        prev, expected = LOG_GENESIS, 0
+        with self.db.lock:
+            for row in self.db.iter_log():
+                index = row["idx"]
+                if index != expected:
+                    raise LogError(expected, "entry missing")
+                if row["prev"] != prev:
+                    raise LogError(index, "does not commit to the previous entry")
+                digest = log_entry_hash(
+                    prev, index, row["object"], row["status"], row["reason"], row["server_time"]
+                )
+                if digest != row["hash"]:
+                    raise LogError(index, "hash does not match the entry")
+                _check_receipt(index, row, issuer_public)
+                prev, expected = digest, expected + 1
+
+    def status(self) -> dict[str, Any]:
+        """The /api/status view: progress, tally, conflicts, revoked results, log head."""
+        with self.db.lock:
+            return views.status(self.db, self.trust)
+
+    def tps_detail(self, tps: str) -> dict[str, Any]:
+        """Everything known about one TPS, for the dashboard's TPS page."""
+        with self.db.lock:
+            return views.tps_detail(self.db, self.trust, tps)
+
+    def metrics(self) -> str:
+        """Prometheus text exposition."""
+        with self.db.lock:
+            return self.stats.render(self.db)
+
+    def enroll(self, code: str, public_key: bytes, now: int, client: str) -> EnrollResult:
+        """See :meth:`Enrollment.enroll`; counted in the metrics."""
+        try:
+            result = self.enrollment.enroll(code, public_key, now, client)
+        except Exception as exc:
+            self.stats.enrolled(getattr(exc, "reason", "error"))
+            raise
+        self.stats.enrolled("ok")
+        return result
+
+
+def _check_receipt(index: int, row: Row, issuer_public: bytes) -> None:
+    raw = row["receipt"]
+    if raw is None:
+        raise LogError(index, "no receipt")
+    try:
+        env = decode_envelope(raw)
+    except ProtocolError as exc:
+        raise LogError(index, f"receipt does not decode: {exc}") from exc
+    body = env.body
+    if not isinstance(body, ReceiptBody) or not verify_signature(
+        issuer_public, signing_message("receipt", env.content), env.signature
+    ):
+        raise LogError(index, "receipt is not signed by the issuer")
+    fields = (body.log_index, body.log_prev, body.log_hash, body.object, body.status, body.reason)
+    want = (index, row["prev"], row["hash"], row["object"], row["status"], row["reason"])
+    if fields != want or env.created != row["server_time"]:
+        raise LogError(index, "receipt does not match the entry")

@@ -1,0 +1,150 @@
+"""HTTP face of the central server: aiohttp routes added to the node's application.
+
+Routes: ``GET /`` (dashboard), ``GET /tps/{code}`` (TPS page), ``GET /api/status`` (JSON),
+``GET /metrics`` (Prometheus), ``POST /v1/enroll`` (msgpack in and out). The node's own API
+serves ``/v1/blobs/{sha256hex}``, which the TPS page uses for photos.
+
+Every :class:`~.ingest.Central` call blocks on SQLite, so it runs on a single-thread executor
+owned by the application (created and shut down in ``app.cleanup_ctx``), never on the event loop.
+The Central itself lives under the caller's typed ``web.AppKey``; this module keeps no globals
+beyond its constant keys. The web layer is the one place that reads the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from aiohttp import web
+from estafet.protocol import codec
+from estafet.protocol.errors import ProtocolError
+
+from .dashboard import csp, render_dashboard, render_error, render_tps
+from .errors import EnrollError, UnknownTpsError
+from .ingest import Central
+
+MSGPACK = "application/msgpack"
+MAX_ENROLL_BODY = 1024
+ENROLL_LIMITS = codec.Limits(max_bytes=MAX_ENROLL_BODY, max_str=64, max_bin=64, max_array=0,
+                             max_map=2)  # fmt: skip
+ENROLL_STATUS = {
+    "unknown-code": 403,
+    "already-used": 409,
+    "expired": 410,
+    "rate-limited": 429,
+    "bad-key": 400,
+    "bad-request": 400,
+}
+EXECUTOR_KEY = web.AppKey("estafet.central.executor", ThreadPoolExecutor)
+T = TypeVar("T")
+
+
+def add_central_routes(
+    app: web.Application,
+    central_key: web.AppKey[Central],
+    *,
+    clock: Callable[[], int] = lambda: int(time.time()),
+) -> None:
+    """Add the central server's routes to ``app``; ``app[central_key]`` holds the Central."""
+    handlers = _Handlers(central_key, clock)
+    app.cleanup_ctx.append(_executor)
+    app.router.add_get("/", handlers.dashboard)
+    app.router.add_get(r"/tps/{code:[0-9]{13}}", handlers.tps_page)
+    app.router.add_get("/api/status", handlers.api_status)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_post("/v1/enroll", handlers.enroll)
+
+
+async def _executor(app: web.Application) -> AsyncIterator[None]:
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="estafet-central-db")
+    app[EXECUTOR_KEY] = executor
+    yield
+    executor.shutdown(wait=True)
+
+
+class _Handlers:
+    def __init__(self, central_key: web.AppKey[Central], clock: Callable[[], int]) -> None:
+        self.key = central_key
+        self.clock = clock
+
+    async def _run(self, request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(request.app[EXECUTOR_KEY], fn, *args)
+
+    def _central(self, request: web.Request) -> Central:
+        return request.app[self.key]
+
+    @staticmethod
+    def _html(text: str, nonce: str, status: int = 200) -> web.Response:
+        return web.Response(
+            text=text,
+            status=status,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": csp(nonce),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        status = await self._run(request, self._central(request).status)
+        nonce = secrets.token_urlsafe(16)
+        return self._html(render_dashboard(status, nonce), nonce)
+
+    async def tps_page(self, request: web.Request) -> web.Response:
+        code = request.match_info["code"]
+        nonce = secrets.token_urlsafe(16)
+        try:
+            detail = await self._run(request, self._central(request).tps_detail, code)
+        except UnknownTpsError as exc:
+            return self._html(render_error("Unknown TPS", str(exc), nonce), nonce, 404)
+        return self._html(render_tps(detail, nonce), nonce)
+
+    async def api_status(self, request: web.Request) -> web.Response:
+        status = await self._run(request, self._central(request).status)
+        return web.json_response(status, headers={"Cache-Control": "no-store"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        text = await self._run(request, self._central(request).metrics)
+        return web.Response(
+            body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
+
+    async def enroll(self, request: web.Request) -> web.Response:
+        if (request.content_length or 0) > MAX_ENROLL_BODY:
+            return _msgpack({"error": "bad-request", "detail": "request too large"}, 413)
+        body = await request.content.read(MAX_ENROLL_BODY + 1)
+        if len(body) > MAX_ENROLL_BODY:
+            return _msgpack({"error": "bad-request", "detail": "request too large"}, 413)
+        try:
+            msg = codec.decode(body, ENROLL_LIMITS)
+        except ProtocolError as exc:
+            return _msgpack({"error": "bad-request", "detail": str(exc)}, 400)
+        if (
+            not isinstance(msg, dict)
+            or set(msg) != {"code", "public_key"}
+            or not isinstance(msg["code"], str)
+            or not isinstance(msg["public_key"], bytes)
+        ):
+            detail = 'expected {"code": str, "public_key": 32 bytes}'
+            return _msgpack({"error": "bad-request", "detail": detail}, 400)
+        central = self._central(request)
+        client = request.remote or "unknown"
+        try:
+            result = await self._run(
+                request, central.enroll, msg["code"], msg["public_key"], self.clock(), client
+            )
+        except EnrollError as exc:
+            status = ENROLL_STATUS.get(exc.reason, 403)
+            return _msgpack({"error": exc.reason, "detail": exc.detail}, status)
+        return _msgpack(result.to_wire(), 200)
+
+
+def _msgpack(value: dict[str, Any], status: int) -> web.Response:
+    return web.Response(body=codec.encode(value), status=status, content_type=MSGPACK)

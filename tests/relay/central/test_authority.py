@@ -1,0 +1,99 @@
+"""The authority home: init, load, revoke; keys encrypted at rest, refusing to overwrite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from estafet.crypto.keyfile import is_encrypted
+from estafet.crypto.keys import key_id
+from estafet.crypto.trust import TrustStore
+from estafet.protocol.objects import CertificateBody, RevocationBody, decode_envelope
+from estafet.relay.central.authority import init_central, load_authority, revoke
+from estafet.relay.central.errors import AuthorityError
+
+from tests.kit import DAY, NOW, kotabaru_manifest
+
+PASS = "kpu kotabaru 2024"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("template") / "central"
+    init_central(home, kotabaru_manifest(), PASS, NOW)
+    return home
+
+
+@pytest.fixture
+def home(template: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(template, tmp_path / "central"))
+
+
+def test_init_writes_the_home(home: Path) -> None:
+    for name in ("root.key", "issuer.key"):
+        data = (home / name).read_bytes()
+        assert is_encrypted(data)
+        assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
+    trust = json.loads((home / "trust.json").read_text())
+    assert set(trust) == {"root_public", "root_id", "name"}
+    assert trust["root_id"] == key_id(bytes.fromhex(trust["root_public"])).hex()
+    assert trust["name"] == "Pilkada 2024 - Kabupaten Kotabaru"
+
+
+def test_load_gives_a_working_trust_store(home: Path) -> None:
+    a = load_authority(home, PASS)
+    cert = a.issuer_cert.body
+    assert isinstance(cert, CertificateBody)
+    assert cert.role == "issuer" and cert.subject == a.issuer_key.public
+    assert cert.scope == ("63", "6302") and cert.elections == ("gubernur", "bupati")
+    assert (cert.not_before, cert.not_after) == (NOW, NOW + 365 * DAY)
+    assert a.manifest.to_map() == kotabaru_manifest().to_map()
+    revocation = a.revocation_env.body
+    assert isinstance(revocation, RevocationBody)
+    assert (revocation.version, revocation.entries) == (1, ())
+    # a device that pins only the root public key verifies all three on its own
+    pinned = TrustStore(bytes.fromhex(json.loads((home / "trust.json").read_text())["root_public"]))
+    for env in (a.issuer_cert, a.manifest_env, a.revocation_env):
+        assert pinned.verify(env.encode(), NOW).signer.role == "root"
+    assert a.root_id == pinned.root_id
+
+
+def test_refuses_to_overwrite(home: Path, tmp_path: Path) -> None:
+    before = (home / "root.key").read_bytes()
+    with pytest.raises(AuthorityError, match="refusing to overwrite"):
+        init_central(home, kotabaru_manifest(), PASS, NOW)
+    assert (home / "root.key").read_bytes() == before
+    with pytest.raises(AuthorityError, match="passphrase"):
+        init_central(tmp_path / "other", kotabaru_manifest(), "", NOW)
+
+
+def test_wrong_passphrase_and_missing_home(home: Path, tmp_path: Path) -> None:
+    with pytest.raises(AuthorityError, match="wrong passphrase"):
+        load_authority(home, "not it")
+    with pytest.raises(AuthorityError, match="not found"):
+        load_authority(tmp_path / "nowhere", PASS)
+
+
+def test_revoke_makes_the_next_version(home: Path) -> None:
+    victim = bytes(range(16))
+    env = revoke(home, PASS, key_id=victim, reason="phone stolen", now=NOW + 60)
+    body = env.body
+    assert isinstance(body, RevocationBody) and body.version == 2
+    assert body.entries[0].key == victim and body.entries[0].time == NOW + 60
+    env3 = revoke(home, PASS, serial=7, reason="officer replaced", now=NOW + 120)
+    assert isinstance(env3.body, RevocationBody) and len(env3.body.entries) == 2
+    loaded = load_authority(home, PASS)
+    assert loaded.trust.revocation is not None and loaded.trust.revocation.version == 3
+    assert decode_envelope((home / "revocation.obj").read_bytes()).id == env3.id
+
+
+def test_root_key_can_go_offline(home: Path, tmp_path: Path) -> None:
+    (home / "root.key").rename(tmp_path / "usb-root.key")
+    assert load_authority(home, PASS).issuer_key is not None
+    with pytest.raises(AuthorityError, match="bring the offline root key back"):
+        revoke(home, PASS, serial=3, reason="x", now=NOW)
+    with pytest.raises(AuthorityError, match="name a certificate serial or a key id"):
+        revoke(home, PASS, reason="x", now=NOW)

@@ -1,0 +1,165 @@
+"""The central's HTTP routes on a real aiohttp server: pages, JSON, metrics, enrollment, and
+malformed input that must answer 4xx while the server keeps serving."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from estafet.crypto.keys import SigningKey
+from estafet.protocol import codec
+from estafet.protocol.objects import CertificateBody, decode_envelope
+from estafet.relay.central.ingest import Central
+from estafet.relay.central.web import MSGPACK, add_central_routes
+
+from tests.kit import NOW, TPS_A, World, kotabaru_manifest
+
+from .conftest import photo_hashes, result, world_authority
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[[web.Application], Awaitable[Client]]
+CENTRAL = web.AppKey("central", Central)
+HOSTILE = "<script>alert(1)</script>"
+
+
+def make_app(central: Central) -> web.Application:
+    app = web.Application()
+    app[CENTRAL] = central
+    add_central_routes(app, CENTRAL, clock=lambda: NOW)
+    return app
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, central: Central) -> Client:
+    c: Client = await aiohttp_client(make_app(central))
+    return c
+
+
+async def test_pages_and_status(client: Client, central: Central, world: World) -> None:
+    key, cert = world.officer("chair-a")
+    env = result(world, key, cert)
+    central.ingest(env.encode(), NOW)
+    for h in photo_hashes(env):
+        central.note_blob(h)
+    resp = await client.get("/")
+    text = await resp.text()
+    assert resp.status == 200 and "Pilkada 2024 - Kabupaten Kotabaru" in text
+    assert "'nonce-" in resp.headers["Content-Security-Policy"]
+    assert "innerHTML" not in text and "<progress" in text and "Hampang" in text
+    resp = await client.get("/api/status")
+    status = await resp.json()
+    assert status["elections"][1]["tps_accepted"] == 1 and status["log"]["length"] == 1
+    resp = await client.get(f"/tps/{TPS_A}")
+    page = await resp.text()
+    assert resp.status == 200 and env.id.hex() in page and ">101<" in page
+    for h in photo_hashes(env):
+        assert f'<img src="/v1/blobs/{h.hex()}"' in page
+    resp = await client.get("/metrics")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    assert "estafet_central_log_length 1" in await resp.text()
+
+
+async def test_unknown_tps_pages(client: Client) -> None:
+    assert (await client.get("/tps/6302999999001")).status == 404
+    assert (await client.get("/tps/abc")).status == 404
+    assert (await client.get("/tps/63021420010011")).status == 404
+
+
+async def enroll(client: Client, body: bytes) -> tuple[int, dict[str, Any]]:
+    resp = await client.post("/v1/enroll", data=body, headers={"Content-Type": MSGPACK})
+    data = await resp.read()
+    return resp.status, codec.decode(data, codec.MANIFEST_LIMITS)
+
+
+async def test_enroll_over_http(client: Client, central: Central, world: World) -> None:
+    (made,) = central.enrollment.make_codes("kpps-chair", [TPS_A], NOW + 3600, NOW)
+    key = SigningKey.generate()
+    status, answer = await enroll(
+        client, codec.encode({"code": made["code"], "public_key": key.public})
+    )
+    assert status == 200 and answer["root_id"] == world.root.id
+    assert answer["root_public"] == world.root.public
+    cert = decode_envelope(answer["certificate"]).body
+    assert isinstance(cert, CertificateBody) and cert.subject == key.public
+    assert {"issuer_certificate", "manifest", "revocation"} <= set(answer)
+    status, answer = await enroll(
+        client, codec.encode({"code": made["code"], "public_key": key.public})
+    )
+    assert (status, answer["error"]) == (409, "already-used")
+    (stale,) = central.enrollment.make_codes("witness", [TPS_A], NOW, NOW - 100)
+    body = codec.encode({"code": stale["code"], "public_key": SigningKey.generate().public})
+    status, answer = await enroll(client, body)
+    assert (status, answer["error"]) == (410, "expired")
+
+
+async def test_enroll_guessing_gets_429(client: Client) -> None:
+    key = SigningKey.generate().public
+    for _ in range(10):
+        status, answer = await enroll(
+            client, codec.encode({"code": "AAAA-AAAA-AAAA-AAAA", "public_key": key})
+        )
+        assert (status, answer["error"]) == (403, "unknown-code")
+    status, answer = await enroll(
+        client, codec.encode({"code": "AAAA-AAAA-AAAA-AAAA", "public_key": key})
+    )
+    assert (status, answer["error"]) == (429, "rate-limited")
+
+
+BAD_ENROLL = [
+    b"",
+    b"\xc1garbage",
+    b"\x82\xa1b\x01\xa1a\x02",  # keys out of order: not canonical
+    codec.encode([1, 2, 3]),
+    codec.encode({"code": "X"}),
+    codec.encode({"code": 5, "public_key": bytes(32)}),
+    codec.encode({"code": "X", "public_key": "not bytes"}),
+    codec.encode({"code": "X", "public_key": bytes(32), "extra": 1}),
+    codec.encode({"code": "X" * 100, "public_key": bytes(32)}),
+    codec.encode({"code": "X", "public_key": bytes(31)}),
+    b"\x00" * 5000,
+]
+
+
+async def test_malformed_bodies_get_4xx_and_the_server_keeps_serving(client: Client) -> None:
+    for body in BAD_ENROLL:
+        resp = await client.post("/v1/enroll", data=body)
+        assert 400 <= resp.status < 500, body
+        if resp.status != 413:
+            assert "error" in codec.decode(await resp.read())
+    for path in ("/", "/api/status", "/metrics", f"/tps/{TPS_A}"):
+        resp = await client.post(path, data=b"\xff" * 100)
+        assert 400 <= resp.status < 500, path
+    assert (await client.get("/v1/enroll")).status == 405
+    resp = await client.get("/api/status")
+    assert resp.status == 200 and "elections" in await resp.json()
+
+
+async def test_the_dashboard_escapes_hostile_strings(aiohttp_client: Any, tmp_path: Path) -> None:
+    base = kotabaru_manifest()
+    hostile = dataclasses.replace(
+        base, name=f"Kotabaru {HOSTILE}", regions={**base.regions, "630214": HOSTILE}
+    )
+    world = World(manifest=hostile)
+    authority = world_authority(world, tmp_path / "central")
+    central = Central(authority.home, authority)
+    try:
+        key, cert = world.officer("chair-a")
+        env = result(world, key, cert, warnings=('"><img src=x onerror=alert(2)>',))
+        assert central.ingest(env.encode(), NOW)[1] == "accepted"
+        client: Client = await aiohttp_client(make_app(central))
+        for path in ("/", f"/tps/{TPS_A}"):
+            text = await (await client.get(path)).text()
+            assert HOSTILE not in text and "onerror=alert(2)>" not in text
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+        page = await (await client.get(f"/tps/{TPS_A}")).text()
+        assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+        status = await (await client.get("/api/status")).json()
+        hampang = next(k for k in status["elections"][1]["kecamatan"] if k["code"] == "630214")
+        assert hampang["name"] == HOSTILE  # JSON carries the data; the page script uses textContent
+    finally:
+        central.close()
