@@ -8,10 +8,8 @@ import time
 from pathlib import Path
 
 import click
-
 from estafet.relay.central import (
     Central,
-    CentralError,
     init_central,
     load_authority,
     load_manifest_file,
@@ -27,20 +25,6 @@ from .common import friendly, get_passphrase, home_option, passphrase_option, re
 DAY = 86_400
 
 
-def _central_errors(f):  # type: ignore[no-untyped-def]
-    """CentralError is its own tree; show it like any other refusal."""
-    import functools
-
-    @functools.wraps(f)
-    def wrapper(*a, **kw):  # type: ignore[no-untyped-def]
-        try:
-            return f(*a, **kw)
-        except CentralError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
 @click.group()
 def central() -> None:
     """Run the KPU central server: keys, enrollment codes, ingest, tally, dashboard."""
@@ -48,12 +32,15 @@ def central() -> None:
 
 @central.command("init")
 @home_option
-@click.option("--manifest", "manifest_file", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Election manifest TOML (see docs/manifest.md).")  # fmt: skip
+@click.option(
+    "--manifest",
+    "manifest_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Election manifest TOML (see docs/manifest.md).",
+)
 @passphrase_option
 @friendly
-@_central_errors
 def central_init(home: Path | None, manifest_file: Path, passphrase_file: Path | None) -> None:
     """Create the root and issuer keys and load the election manifest."""
     h = resolve_home(home)
@@ -61,8 +48,10 @@ def central_init(home: Path | None, manifest_file: Path, passphrase_file: Path |
     pw = get_passphrase(passphrase_file, confirm=True, what="KPU root and issuer keys")
     init_central(h, manifest, pw, int(time.time()))
     n_tps = len(manifest.tps)
-    click.echo(f"central home {h} created: {manifest.name}, {len(manifest.elections)} "
-               f"election(s), {n_tps} TPS")  # fmt: skip
+    click.echo(
+        f"central home {h} created: {manifest.name}, {len(manifest.elections)} "
+        f"election(s), {n_tps} TPS"
+    )
     click.echo(f"root.key can now be moved offline; keep {h / 'trust.json'} for `verify --trust`")
 
 
@@ -80,10 +69,16 @@ def _open(h: Path, passphrase_file: Path | None) -> Central:
 @click.option("--expires-days", type=click.IntRange(1, 60), default=3, show_default=True)
 @passphrase_option
 @friendly
-@_central_errors
-def central_codes(home: Path | None, role: str, tps: tuple[str, ...], all_tps: bool,
-                  count: int | None, scope: str | None, expires_days: int,
-                  passphrase_file: Path | None) -> None:  # fmt: skip
+def central_codes(
+    home: Path | None,
+    role: str,
+    tps: tuple[str, ...],
+    all_tps: bool,
+    count: int | None,
+    scope: str | None,
+    expires_days: int,
+    passphrase_file: Path | None,
+) -> None:
     """Make one-time enrollment codes; prints JSON lines {"tps", "role", "code"}."""
     chosen = sum(bool(x) for x in (tps, all_tps, count))
     if chosen != 1:
@@ -94,8 +89,9 @@ def central_codes(home: Path | None, role: str, tps: tuple[str, ...], all_tps: b
         raise click.UsageError(f"{role} codes are per device: use --count N")
     c = _open(resolve_home(home), passphrase_file)
     try:
-        targets: list[str] | int = count if count else (
-            sorted(c.authority.manifest.tps) if all_tps else list(tps))  # fmt: skip
+        targets: list[str] | int = (
+            count if count else (sorted(c.authority.manifest.tps) if all_tps else list(tps))
+        )
         now = int(time.time())
         rows = c.enrollment.make_codes(role, targets, now + expires_days * DAY, now, scope)
     finally:
@@ -124,9 +120,14 @@ def central_trust(home: Path | None) -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 @passphrase_option
 @friendly
-@_central_errors
-def central_serve(home: Path | None, listen: str, tls_cert: Path | None, tls_key: Path | None,
-                  log_level: str, passphrase_file: Path | None) -> None:  # fmt: skip
+def central_serve(
+    home: Path | None,
+    listen: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    log_level: str,
+    passphrase_file: Path | None,
+) -> None:
     """Serve enrollment, ingest (the /v1/ API), the dashboard and /api/status."""
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -156,7 +157,6 @@ def central_serve(home: Path | None, listen: str, tls_cert: Path | None, tls_key
 @click.option("--json", "as_json", is_flag=True, help="The same JSON as /api/status.")
 @passphrase_option
 @friendly
-@_central_errors
 def central_status(home: Path | None, as_json: bool, passphrase_file: Path | None) -> None:
     """Progress per election and kecamatan, the tally, conflicts."""
     c = _open(resolve_home(home), passphrase_file)
@@ -168,8 +168,10 @@ def central_status(home: Path | None, as_json: bool, passphrase_file: Path | Non
         click.echo(json.dumps(st, indent=1))
         return
     for e in st["elections"]:
-        click.echo(f"{e['kind']} (region {e['region']}): {e['tps_accepted']}/{e['tps_expected']}"
-                   f" TPS accepted, {e['tps_conflict']} in conflict, {e['tps_missing']} missing")
+        click.echo(
+            f"{e['kind']} (region {e['region']}): {e['tps_accepted']}/{e['tps_expected']}"
+            f" TPS accepted, {e['tps_conflict']} in conflict, {e['tps_missing']} missing"
+        )
         tally = ", ".join(f"{k}: {v}" for k, v in sorted(e["tally"].items()))
         click.echo(f"  tally: {tally}")
         for k in e["kecamatan"]:
@@ -187,9 +189,13 @@ def central_status(home: Path | None, as_json: bool, passphrase_file: Path | Non
 @click.option("--reason", required=True, help="Why (shown to everyone who sees the list).")
 @passphrase_option
 @friendly
-@_central_errors
-def central_revoke(home: Path | None, serial: int | None, key_hex: str | None, reason: str,
-                   passphrase_file: Path | None) -> None:  # fmt: skip
+def central_revoke(
+    home: Path | None,
+    serial: int | None,
+    key_hex: str | None,
+    reason: str,
+    passphrase_file: Path | None,
+) -> None:
     """Revoke a certificate by serial or key id; the signed list travels to every node."""
     if (serial is None) == (key_hex is None):
         raise click.UsageError("give exactly one of --serial or --key")
@@ -206,11 +212,20 @@ def central_revoke(home: Path | None, serial: int | None, key_hex: str | None, r
         c.ingest(env.encode(), now)
         from estafet.relay.accept import accept_one
 
-        accept_one(node.store.sync_db(), node.trust, env.encode(), peer="", origin="local",
-                   scope="", now=now)  # fmt: skip
+        accept_one(
+            node.store.sync_db(),
+            node.trust,
+            env.encode(),
+            peer="",
+            origin="local",
+            scope="",
+            now=now,
+        )
     finally:
         node.store.close()
         c.close()
     body = env.body
-    click.echo(f"revocation list version {getattr(body, 'version', '?')} signed; it travels "
-               "with the next sync")  # fmt: skip
+    click.echo(
+        f"revocation list version {getattr(body, 'version', '?')} signed; it travels "
+        "with the next sync"
+    )

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-
 from estafet.crypto.errors import CryptoError
 from estafet.protocol.errors import FormError, ProtocolError
+from estafet.relay.central.errors import CentralError
 from estafet.relay.errors import RelayError
 from estafet.relay.home import default_home
 
@@ -53,8 +53,9 @@ def get_passphrase(file: Path | None, *, confirm: bool = False, what: str = "key
         raise click.ClickException(
             f"a passphrase for the {what} is needed: set ESTAFET_PASSPHRASE or --passphrase-file"
         )
-    value: str = click.prompt(f"Passphrase for the {what}", hide_input=True,
-                              confirmation_prompt=confirm)  # fmt: skip
+    value: str = click.prompt(
+        f"Passphrase for the {what}", hide_input=True, confirmation_prompt=confirm
+    )
     return value
 
 
@@ -73,7 +74,7 @@ def friendly(f: F) -> F:
             raise click.ClickException(
                 f"the form breaks {len(exc.violations)} rule(s); nothing was signed"
             ) from exc
-        except (RelayError, ProtocolError, CryptoError) as exc:
+        except (RelayError, ProtocolError, CryptoError, CentralError) as exc:
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""

@@ -9,7 +9,9 @@ from .demo import demo
 from .node import bundle, node, result, verify
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ESTAFET"})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ESTAFET"}
+)
 @click.version_option(package_name="estafet")
 def cli() -> None:
     """Estafet: carry signed TPS election results hop by hop to the KPU, with receipts back.

@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import ReceiptBody, decode_envelope
 from estafet.relay import bundle as bundles
 from estafet.relay.daemon import serve_until_signalled, setup_logging
-from estafet.relay.enrollment import install, insecure_url_warning, request_enrollment
+from estafet.relay.enrollment import insecure_url_warning, install, request_enrollment
 from estafet.relay.errors import ConfigError
 from estafet.relay.home import Home, NodeConfig, parse_hostport, read_trust_file
 from estafet.relay.local import endorse, submit_result
 from estafet.relay.node import Node
-from estafet.relay.store import Store, StoreDB
+from estafet.relay.store import Store
 
 from .common import friendly, get_passphrase, home_option, passphrase_option, resolve_home, short
 
@@ -52,18 +51,40 @@ def node() -> None:
 @click.option("--sweep", is_flag=True, help="Probe the local /24 for peers (hotspots).")
 @click.option("--scope", default="", help="Region prefix served (default: the certificate's).")
 @click.option("--name", default="", help="A label shown to peers and in status.")
-@click.option("--quota-mb", type=click.IntRange(16), default=1024, show_default=True,
-              help="Storage quota for objects and photos.")  # fmt: skip
-@click.option("--no-passphrase", is_flag=True,
-              help="Store the key unencrypted (unattended relays only).")  # fmt: skip
-@click.option("--sync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
-              help="Seconds between sync rounds.")  # fmt: skip
+@click.option(
+    "--quota-mb",
+    type=click.IntRange(16),
+    default=1024,
+    show_default=True,
+    help="Storage quota for objects and photos.",
+)
+@click.option(
+    "--no-passphrase", is_flag=True, help="Store the key unencrypted (unattended relays only)."
+)
+@click.option(
+    "--sync-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between sync rounds.",
+)
 @passphrase_option
 @friendly
-def node_init(home: Path | None, listen: str, central: str, peers: tuple[str, ...],
-              no_mdns: bool, no_beacon: bool, sweep: bool, scope: str, name: str, quota_mb: int,
-              no_passphrase: bool, sync_interval: float,
-              passphrase_file: Path | None) -> None:  # fmt: skip
+def node_init(
+    home: Path | None,
+    listen: str,
+    central: str,
+    peers: tuple[str, ...],
+    no_mdns: bool,
+    no_beacon: bool,
+    sweep: bool,
+    scope: str,
+    name: str,
+    quota_mb: int,
+    no_passphrase: bool,
+    sync_interval: float,
+    passphrase_file: Path | None,
+) -> None:
     """Create a node home: config and a new device key."""
     h = Home(resolve_home(home))
     if h.exists():
@@ -72,9 +93,18 @@ def node_init(home: Path | None, listen: str, central: str, peers: tuple[str, ..
     for p in peers:
         parse_hostport(p)
     pw = None if no_passphrase else get_passphrase(passphrase_file, confirm=True)
-    cfg = NodeConfig(listen=listen, central=central, peers=list(peers), mdns=not no_mdns,
-                     beacon=not no_beacon, sweep=sweep, scope=scope, name=name,
-                     quota_mb=quota_mb, sync_interval=sync_interval)  # fmt: skip
+    cfg = NodeConfig(
+        listen=listen,
+        central=central,
+        peers=list(peers),
+        mdns=not no_mdns,
+        beacon=not no_beacon,
+        sweep=sweep,
+        scope=scope,
+        name=name,
+        quota_mb=quota_mb,
+        sync_interval=sync_interval,
+    )
     h.save_config(cfg)
     key = h.create_key(pw)
     click.echo(f"node key {key.id.hex()} created in {h.path}")
@@ -85,12 +115,21 @@ def node_init(home: Path | None, listen: str, central: str, peers: tuple[str, ..
 @home_option
 @click.option("--central", required=True, help="URL of the central server.")
 @click.option("--code", required=True, help="The one-time enrollment code from the KPU.")
-@click.option("--trust", "trust_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Pin this trust anchor (from `central trust`) instead of trusting the answer.")
+@click.option(
+    "--trust",
+    "trust_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Pin this trust anchor (from `central trust`) instead of trusting the answer.",
+)
 @passphrase_option
 @friendly
-def node_enroll(home: Path | None, central: str, code: str, trust_file: Path | None,
-                passphrase_file: Path | None) -> None:  # fmt: skip
+def node_enroll(
+    home: Path | None,
+    central: str,
+    code: str,
+    trust_file: Path | None,
+    passphrase_file: Path | None,
+) -> None:
     """Enroll this node's key with a one-time code; receive its certificate and the manifest."""
     h = Home(resolve_home(home))
     key = _open_key(h, passphrase_file)
@@ -104,8 +143,10 @@ def node_enroll(home: Path | None, central: str, code: str, trust_file: Path | N
     if not cfg.central:
         cfg.central = central
         h.save_config(cfg)
-    click.echo(f"enrolled as {cert.role} for {', '.join(cert.scope)} "
-               f"({', '.join(cert.elections)}), certificate serial {cert.serial}")  # fmt: skip
+    click.echo(
+        f"enrolled as {cert.role} for {', '.join(cert.scope)} "
+        f"({', '.join(cert.elections)}), certificate serial {cert.serial}"
+    )
 
 
 @node.command("run")
@@ -116,8 +157,14 @@ def node_enroll(home: Path | None, central: str, code: str, trust_file: Path | N
 @click.option("--log-level", default="INFO", show_default=True)
 @passphrase_option
 @friendly
-def node_run(home: Path | None, listen: str | None, central: str | None, peers: tuple[str, ...],
-             log_level: str, passphrase_file: Path | None) -> None:  # fmt: skip
+def node_run(
+    home: Path | None,
+    listen: str | None,
+    central: str | None,
+    peers: tuple[str, ...],
+    log_level: str,
+    passphrase_file: Path | None,
+) -> None:
     """Run the node daemon in the foreground until SIGTERM/SIGINT (never forks)."""
     h = Home(resolve_home(home))
     cfg = h.load_config()
@@ -143,9 +190,14 @@ def _receipt_info(raw: bytes | None) -> dict[str, Any] | None:
     env = decode_envelope(raw)
     body = env.body
     assert isinstance(body, ReceiptBody)
-    return {"id": env.id.hex(), "status": body.status, "reason": body.reason,
-            "server_time": env.created, "log_index": body.log_index,
-            "log_hash": body.log_hash.hex()}  # fmt: skip
+    return {
+        "id": env.id.hex(),
+        "status": body.status,
+        "reason": body.reason,
+        "server_time": env.created,
+        "log_index": body.log_index,
+        "log_hash": body.log_hash.hex(),
+    }
 
 
 @node.command("status")
@@ -166,29 +218,42 @@ def node_status(home: Path | None, as_json: bool, show_all: bool) -> None:
             if not show_all and r["state"] is None:
                 continue
             receipt = sdb.receipt_raw(r["id"]) if r["receipt"] else None
-            objs.append({"id": r["id"].hex(), "kind": r["kind"], "tps": r["tps"],
-                         "election": r["election"], "origin": r["origin"],
-                         "state": r["state"] or "carried", "reason": r["reason"] or "",
-                         "receipt": _receipt_info(receipt),
-                         "photos": [{"sheet": s, "sha256": sha.hex(), "size": n, "held": held}
-                                    for s, sha, n, held in sdb.photos_of(r["id"])]})  # fmt: skip
+            objs.append(
+                {
+                    "id": r["id"].hex(),
+                    "kind": r["kind"],
+                    "tps": r["tps"],
+                    "election": r["election"],
+                    "origin": r["origin"],
+                    "state": r["state"] or "carried",
+                    "reason": r["reason"] or "",
+                    "receipt": _receipt_info(receipt),
+                    "photos": [
+                        {"sheet": s, "sha256": sha.hex(), "size": n, "held": held}
+                        for s, sha, n, held in sdb.photos_of(r["id"])
+                    ],
+                }
+            )
         counts = sdb.counts()
         usage = sdb.usage()
     finally:
         store.close()
     if as_json:
-        click.echo(json.dumps({"objects": objs, "counts": counts, "storage_used": usage},
-                              indent=1))  # fmt: skip
+        click.echo(json.dumps({"objects": objs, "counts": counts, "storage_used": usage}, indent=1))
         return
     click.echo(f"{'ID':17} {'KIND':12} {'TPS':14} {'ELECTION':9} {'STATE':10} RECEIPT")
     for o in objs:
         rc = o["receipt"]
         rtxt = f"{rc['status']} #{rc['log_index']}" if rc else "-"
-        click.echo(f"{o['id'][:16]:17} {o['kind']:12} {o['tps']:14} {o['election']:9} "
-                   f"{o['state']:10} {rtxt}")  # fmt: skip
-    click.echo(f"\n{counts['pending']} pending, {counts['delivered']} delivered, "
-               f"{counts['conflict']} conflict, {counts['rejected']} rejected; "
-               f"{usage / 1e6:.1f} MB stored")  # fmt: skip
+        click.echo(
+            f"{o['id'][:16]:17} {o['kind']:12} {o['tps']:14} {o['election']:9} "
+            f"{o['state']:10} {rtxt}"
+        )
+    click.echo(
+        f"\n{counts['pending']} pending, {counts['delivered']} delivered, "
+        f"{counts['conflict']} conflict, {counts['rejected']} rejected; "
+        f"{usage / 1e6:.1f} MB stored"
+    )
 
 
 @node.command("peers")
@@ -212,11 +277,14 @@ def node_peers(home: Path | None, as_json: bool) -> None:
         return
     click.echo(f"{'KEY':17} {'ADDRESS':28} {'SOURCE':8} {'ROLE':10} UPLINK")
     for p in peers:
-        click.echo(f"{p['id'][:16]:17} {p['addr']:28} {p['source']:8} {p['role']:10} "
-                   f"{'yes' if p['central_ok'] else 'no'}")  # fmt: skip
+        click.echo(
+            f"{p['id'][:16]:17} {p['addr']:28} {p['source']:8} {p['role']:10} "
+            f"{'yes' if p['central_ok'] else 'no'}"
+        )
     for e in events:
-        click.echo(f"! {time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['peer'][:16]} "
-                   f"{e['reason']}")  # fmt: skip
+        click.echo(
+            f"! {time.strftime('%H:%M:%S', time.localtime(e['at']))} {e['peer'][:16]} {e['reason']}"
+        )
 
 
 @click.group()
@@ -226,16 +294,26 @@ def result() -> None:
 
 @result.command("submit")
 @home_option
-@click.option("--form", "form_file", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The C.Hasil numbers as JSON (see docs/rules.md).")  # fmt: skip
-@click.option("--photo", "photos", multiple=True, required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="A photo of one sheet, in order 1, 2, 3 (give exactly three).")  # fmt: skip
+@click.option(
+    "--form",
+    "form_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The C.Hasil numbers as JSON (see docs/rules.md).",
+)
+@click.option(
+    "--photo",
+    "photos",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A photo of one sheet, in order 1, 2, 3 (give exactly three).",
+)
 @passphrase_option
 @friendly
-def result_submit(home: Path | None, form_file: Path, photos: tuple[Path, ...],
-                  passphrase_file: Path | None) -> None:  # fmt: skip
+def result_submit(
+    home: Path | None, form_file: Path, photos: tuple[Path, ...], passphrase_file: Path | None
+) -> None:
     """Check, sign and store a result; prints the new object id."""
     h = Home(resolve_home(home))
     h.load_config()
@@ -260,8 +338,9 @@ def result_submit(home: Path | None, form_file: Path, photos: tuple[Path, ...],
 @click.option("--object", "objects", is_flag=True, help="Sign that you object, not agree.")
 @passphrase_option
 @friendly
-def result_endorse(home: Path | None, object_id: str, objects: bool,
-                   passphrase_file: Path | None) -> None:  # fmt: skip
+def result_endorse(
+    home: Path | None, object_id: str, objects: bool, passphrase_file: Path | None
+) -> None:
     """Co-sign a result held on this device (KPPS member or witness)."""
     h = Home(resolve_home(home))
     try:
@@ -271,8 +350,7 @@ def result_endorse(home: Path | None, object_id: str, objects: bool,
     key = _open_key(h, passphrase_file)
     store = Store.open(h.path, int(time.time()))
     try:
-        env = endorse(store, key, _root(h), rid, int(time.time()),
-                      "object" if objects else "agree")  # fmt: skip
+        env = endorse(store, key, _root(h), rid, int(time.time()), "object" if objects else "agree")
     finally:
         store.close()
     click.echo(env.id.hex())
@@ -302,8 +380,9 @@ def bundle_export(home: Path | None, to: Path) -> None:
 
 @bundle.command("import")
 @home_option
-@click.option("--from", "src", required=True, type=click.Path(file_okay=False, exists=True,
-              path_type=Path))  # fmt: skip
+@click.option(
+    "--from", "src", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
 @friendly
 def bundle_import(home: Path | None, src: Path) -> None:
     """Verify and store a bundle; report what was refused and why."""
@@ -321,8 +400,9 @@ def bundle_import(home: Path | None, src: Path) -> None:
             rep = bundles.import_bundle(store, TrustStore(root), src, scope, now, bar.update)
     finally:
         store.close()
-    click.echo(f"stored {rep.stored} new objects ({rep.duplicate} already held) and "
-               f"{rep.blobs} photos")  # fmt: skip
+    click.echo(
+        f"stored {rep.stored} new objects ({rep.duplicate} already held) and {rep.blobs} photos"
+    )
     for name, why in rep.rejected:
         click.echo(f"  refused {name}: {why}")
     if rep.rejected:
@@ -330,9 +410,13 @@ def bundle_import(home: Path | None, src: Path) -> None:
 
 
 @click.command("verify")
-@click.option("--trust", "trust_file", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The trust anchor printed by `estafet central trust`.")  # fmt: skip
+@click.option(
+    "--trust",
+    "trust_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The trust anchor printed by `estafet central trust`.",
+)
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @friendly
 def verify(trust_file: Path, path: Path) -> None:
@@ -360,8 +444,10 @@ def verify(trust_file: Path, path: Path) -> None:
         try:
             v = trust.verify(raw, now)
             trust.learn(v)
-            click.echo(f"valid   {f.name}: {v.kind} {v.envelope.tps} {v.envelope.election} "
-                       f"signed by {v.signer.role} {short(v.signer.key_id)}")  # fmt: skip
+            click.echo(
+                f"valid   {f.name}: {v.kind} {v.envelope.tps} {v.envelope.election} "
+                f"signed by {v.signer.role} {short(v.signer.key_id)}"
+            )
         except VerifyError as exc:
             bad += 1
             click.echo(f"INVALID {f.name}: {exc}")

@@ -67,8 +67,9 @@ def accept_batch(
     order = sorted(range(len(raws)), key=lambda i: _priority(raws[i]))
     out: list[Outcome | None] = [None] * len(raws)
     for i in order:
-        out[i] = accept_one(sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
-                            hook=hook)  # fmt: skip
+        out[i] = accept_one(
+            sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now, hook=hook
+        )
     return [o for o in out if o is not None]
 
 

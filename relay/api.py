@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 
@@ -56,7 +55,7 @@ async def _body(request: web.Request, limit: int = wire.MAX_BODY) -> bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
         async with asyncio.timeout(READ_TIMEOUT):
-            data = await request.content.read(limit + 1)
+            data = await wire.read_capped(request.content, limit)
     except TimeoutError as exc:
         raise web.HTTPRequestTimeout(text="body not received in time") from exc
     if len(data) > limit:
@@ -179,8 +178,7 @@ async def blob_get(request: web.Request) -> web.StreamResponse:
     path = node.store.blobs.path(sha)
     if not path.exists():
         raise web.HTTPNotFound(text="blob not held here")
-    resp = web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-    return resp
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
 
 async def blob_put(request: web.Request) -> web.Response:
@@ -199,7 +197,10 @@ async def blob_put(request: web.Request) -> web.Response:
     if request.content_length is not None and offset + request.content_length > total:
         raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
     await node.store.write(lambda sdb: sdb.make_room(total - offset))
-    have = await node.receive_blob(sha, total, offset, request.content, _peer_label(request))
+    try:
+        have = await node.receive_blob(sha, total, offset, request.content, _peer_label(request))
+    except BlobMismatch as exc:
+        raise web.HTTPUnprocessableEntity(text=str(exc)) from exc
     return _msgpack({"have": have, "complete": have == total})
 
 

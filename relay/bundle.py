@@ -63,8 +63,8 @@ def export_bundle(store: Store, to: Path, progress: Progress | None = None) -> t
         "SELECT DISTINCT p.sha256 FROM photos p JOIN objects o ON o.id = p.result"
         " JOIN blobs b ON b.sha256 = p.sha256 WHERE o.state = 'pending'"
     ).fetchall()
-    for (sha,) in rows:
-        sha = bytes(sha)
+    for (raw_sha,) in rows:
+        sha = bytes(raw_sha)
         _write(base / "blobs" / sha.hex(), store.blobs.path(sha).read_bytes())
         index["blobs"].append(sha.hex())
         if progress:
@@ -89,8 +89,14 @@ def bundle_size(src: Path) -> int:
     return len(list((base / "objects").glob("*.obj"))) + len(list((base / "blobs").iterdir()))
 
 
-def import_bundle(store: Store, trust: TrustStore, src: Path, scope: str, now: int,
-                  progress: Progress | None = None) -> ImportReport:  # fmt: skip
+def import_bundle(
+    store: Store,
+    trust: TrustStore,
+    src: Path,
+    scope: str,
+    now: int,
+    progress: Progress | None = None,
+) -> ImportReport:
     base = src / BUNDLE
     if not (base / "objects").is_dir():
         raise RelayError(f"{src} holds no {BUNDLE}/objects folder")
@@ -104,8 +110,9 @@ def import_bundle(store: Store, trust: TrustStore, src: Path, scope: str, now: i
             continue
         raws.append(f.read_bytes())
         names.append(f.name)
-    outcomes = accept_batch(sdb, trust, raws, peer="bundle:" + str(src)[:40], origin="relayed",
-                            scope=scope, now=now)  # fmt: skip
+    outcomes = accept_batch(
+        sdb, trust, raws, peer="bundle:" + str(src)[:40], origin="relayed", scope=scope, now=now
+    )
     for name, o in zip(names, outcomes, strict=True):
         if o.status == "stored":
             report.stored += 1

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-PASSPHRASE = "demo-passphrase-not-secret"
+PASSPHRASE = "demo-passphrase-not-secret"  # noqa: S105 - a demo on loopback, by design
 PACE = {"fast": 0.5, "normal": 1.0, "slow": 3.0}
 
 
@@ -50,17 +50,25 @@ def make_png(seed: str, width: int = 480, height: int = 360) -> bytes:
     for y in range(height):
         rows.append(0)
         stripe = (y // 20) % 2 == 0
-        rows.extend(bytes(((x + shade) % 256 if stripe else (y + shade) % 256)
-                          for x in range(width)))  # fmt: skip
+        rows.extend(
+            bytes(((x + shade) % 256 if stripe else (y + shade) % 256) for x in range(width))
+        )
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(
-            ">I", zlib.crc32(tag + data) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(bytes(rows), 1)) + chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(rows), 1))
+        + chunk(b"IEND", b"")
+    )
 
 
 def demo_form(election: str, tps: str, ballots: list[int], i: int) -> dict[str, Any]:
@@ -77,14 +85,23 @@ def demo_form(election: str, tps: str, ballots: list[int], i: int) -> dict[str, 
         left -= share
     received = dpt_m + dpt_f + 6
     return {
-        "election": election, "tps": tps,
+        "election": election,
+        "tps": tps,
         "voters": {"dpt": {"m": dpt_m, "f": dpt_f}},
         "turnout": {"dpt": {"m": t_m, "f": t_f}, "dptb": {"m": 2, "f": 1}, "dpk": {"m": 0, "f": 0}},
-        "ballots": {"received": received, "used": turnout, "damaged": 1,
-                    "unused": received - turnout - 1},
-        "disabled": {"m": 1, "f": 0}, "votes": votes, "valid": valid, "invalid": invalid,
-        "revision": 0, "supersedes": None,
-    }  # fmt: skip
+        "ballots": {
+            "received": received,
+            "used": turnout,
+            "damaged": 1,
+            "unused": received - turnout - 1,
+        },
+        "disabled": {"m": 1, "f": 0},
+        "votes": votes,
+        "valid": valid,
+        "invalid": invalid,
+        "revision": 0,
+        "supersedes": None,
+    }
 
 
 def pick_tps(n: int) -> list[str]:
@@ -125,8 +142,9 @@ class Demo:
     # --- process plumbing -------------------------------------------------------------
     def cli(self, *args: str) -> str:
         cmd = [sys.executable, "-m", "estafet.cli", *args]
-        done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120,
-                              check=False)  # fmt: skip
+        done = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+            cmd, env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"`estafet {' '.join(args[:2])}` failed: {done.stderr.strip()}")
         return done.stdout
@@ -134,7 +152,7 @@ class Demo:
     def start(self, p: Proc, *args: str) -> None:
         log = (self.work / f"{p.name}.log").open("ab")
         cmd = [sys.executable, "-m", "estafet.cli", *args]
-        p.popen = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)  # noqa: S603
+        p.popen = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)  # noqa: S603  # noqa: S603
         if p not in self.procs:
             self.procs.append(p)
         self.wait_http(p)
@@ -174,27 +192,91 @@ class Demo:
     # --- the story ----------------------------------------------------------------------
     def setup(self) -> None:
         self.say(f"KPU: central server initialised with the Kotabaru manifest ({self.work})")
-        self.cli("central", "init", "--home", str(self.central.home),
-                 "--manifest", str(data_dir() / "elections.toml"))  # fmt: skip
-        codes = self.cli("central", "codes", "--home", str(self.central.home), "--role",
-                         "kpps-chair", *[a for t in self.tps for a in ("--tps", t)])  # fmt: skip
+        self.cli(
+            "central",
+            "init",
+            "--home",
+            str(self.central.home),
+            "--manifest",
+            str(data_dir() / "elections.toml"),
+        )
+        codes = self.cli(
+            "central",
+            "codes",
+            "--home",
+            str(self.central.home),
+            "--role",
+            "kpps-chair",
+            *[a for t in self.tps for a in ("--tps", t)],
+        )
         chair = {json.loads(line)["tps"]: json.loads(line)["code"] for line in codes.splitlines()}
-        relay_code = json.loads(self.cli("central", "codes", "--home", str(self.central.home),
-                                          "--role", "relay", "--count", "1"))["code"]  # fmt: skip
-        gw_code = json.loads(self.cli("central", "codes", "--home", str(self.central.home),
-                                      "--role", "gateway", "--count", "1"))["code"]  # fmt: skip
-        self.start(self.central, "central", "serve", "--home", str(self.central.home),
-                   "--listen", f"127.0.0.1:{self.central.port}")  # fmt: skip
-        self.say(f"KPU: central server up at {self.central.url}/ ; "
-                 f"enrolling {len(self.phones)} KPPS phones, 1 relay, 1 gateway")  # fmt: skip
-        for p, code in [(self.gateway, gw_code), (self.relay, relay_code),
-                        *[(ph, chair[t]) for ph, t in zip(self.phones, self.tps, strict=True)]]:
+        relay_code = json.loads(
+            self.cli(
+                "central",
+                "codes",
+                "--home",
+                str(self.central.home),
+                "--role",
+                "relay",
+                "--count",
+                "1",
+            )
+        )["code"]
+        gw_code = json.loads(
+            self.cli(
+                "central",
+                "codes",
+                "--home",
+                str(self.central.home),
+                "--role",
+                "gateway",
+                "--count",
+                "1",
+            )
+        )["code"]
+        self.start(
+            self.central,
+            "central",
+            "serve",
+            "--home",
+            str(self.central.home),
+            "--listen",
+            f"127.0.0.1:{self.central.port}",
+        )
+        self.say(
+            f"KPU: central server up at {self.central.url}/ ; "
+            f"enrolling {len(self.phones)} KPPS phones, 1 relay, 1 gateway"
+        )
+        for p, code in [
+            (self.gateway, gw_code),
+            (self.relay, relay_code),
+            *[(ph, chair[t]) for ph, t in zip(self.phones, self.tps, strict=True)],
+        ]:
             peers = ["--peer", f"127.0.0.1:{self.relay.port}"] if p in self.phones else []
-            self.cli("node", "init", "--home", str(p.home), "--listen", f"127.0.0.1:{p.port}",
-                     "--no-mdns", "--no-beacon", "--no-passphrase", "--sync-interval",
-                     str(max(0.3, self.pace)), *peers)  # fmt: skip
-            self.cli("node", "enroll", "--home", str(p.home), "--central", self.central.url,
-                     "--code", code)  # fmt: skip
+            self.cli(
+                "node",
+                "init",
+                "--home",
+                str(p.home),
+                "--listen",
+                f"127.0.0.1:{p.port}",
+                "--no-mdns",
+                "--no-beacon",
+                "--no-passphrase",
+                "--sync-interval",
+                str(max(0.3, self.pace)),
+                *peers,
+            )
+            self.cli(
+                "node",
+                "enroll",
+                "--home",
+                str(p.home),
+                "--central",
+                self.central.url,
+                "--code",
+                code,
+            )
 
     def submit(self) -> None:
         ballots = {"gubernur": [1, 2], "bupati": [1, 2, 3]}
@@ -230,24 +312,36 @@ class Demo:
         for ph in self.phones:
             self.start(ph, "node", "run", "--home", str(ph.home), "--central", "")
         want = 2 * len(self.phones)
-        self.wait_for("relay holds every result",
-                      lambda: self.relay_results() >= want, 120)  # fmt: skip
+        self.wait_for("relay holds every result", lambda: self.relay_results() >= want, 120)
         self.say(f"village relay: holds all {want} results and their photos")
         self.sleep(1)
         self.say("village relay: walks to the PPK office (meets the gateway)")
         self.stop(self.relay)
-        self.start(self.relay, "node", "run", "--home", str(self.relay.home), "--central", "",
-                   "--peer", f"127.0.0.1:{self.gateway.port}")  # fmt: skip
+        self.start(
+            self.relay,
+            "node",
+            "run",
+            "--home",
+            str(self.relay.home),
+            "--central",
+            "",
+            "--peer",
+            f"127.0.0.1:{self.gateway.port}",
+        )
         self.wait_for("central accepts every result", lambda: self.accepted() >= want, 180)
         self.say(f"central: accepted {self.accepted()} results; receipts travel back")
-        self.wait_for("relay holds every receipt",
-                      lambda: self.delivered(self.relay)[0] >= want, 120)  # fmt: skip
+        self.wait_for(
+            "relay holds every receipt", lambda: self.delivered(self.relay)[0] >= want, 120
+        )
         self.sleep(1)
         self.say("village relay: walks back to the village hotspot")
         self.stop(self.relay)
         self.start(self.relay, "node", "run", "--home", str(self.relay.home), "--central", "")
-        self.wait_for("every phone holds its receipts",
-                      lambda: all(self.delivered(p)[0] >= 2 for p in self.phones), 120)  # fmt: skip
+        self.wait_for(
+            "every phone holds its receipts",
+            lambda: all(self.delivered(p)[0] >= 2 for p in self.phones),
+            120,
+        )
         for ph in self.phones:
             self.say(f"KPPS phone {ph.name}: delivered {self.delivered(ph)[0]}/2 ✓")
         return dict(self.get_json(self.central, "/api/status"))
@@ -261,8 +355,9 @@ class Demo:
         return sum(int(e["tps_accepted"]) for e in st["elections"])
 
 
-def run_demo(n_tps: int, pace: str, keep: bool, workdir: Path | None,
-             say: Callable[[str], None]) -> int:  # fmt: skip
+def run_demo(
+    n_tps: int, pace: str, keep: bool, workdir: Path | None, say: Callable[[str], None]
+) -> int:
     work = workdir or Path(tempfile.mkdtemp(prefix="estafet-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     demo = Demo(work, n_tps, PACE[pace], say)

@@ -23,12 +23,11 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import ifaddr
-from zeroconf import IPVersion, ServiceStateChange
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
-
 from estafet.crypto.keys import key_id, verify_signature
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
+from zeroconf import IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 if TYPE_CHECKING:
     from .node import Node
@@ -91,8 +90,13 @@ class Discovery:
     # --- mDNS -----------------------------------------------------------------------------
     def _txt(self, fp: bytes) -> dict[str, str]:
         n = self.node
-        return {"key": n.key_hex, "role": n.role, "scope": n.scope, "fp": fp.hex(),
-                "up": "1" if n.stats.uplink_ok or n.hook is not None else "0"}  # fmt: skip
+        return {
+            "key": n.key_hex,
+            "role": n.role,
+            "scope": n.scope,
+            "fp": fp.hex(),
+            "up": "1" if n.stats.uplink_ok or n.hook is not None else "0",
+        }
 
     async def _start_mdns(self) -> None:
         n = self.node
@@ -114,11 +118,12 @@ class Discovery:
         assert self.zc is not None and self.info is not None
         try:
             await (await self.zc.async_register_service(self.info, allow_name_change=True))
-        except Exception as exc:  # noqa: BLE001 - zeroconf raises several types; never fatal
+        except Exception as exc:
             log.warning("mDNS registration failed: %s", exc)
 
-    def _on_change(self, zeroconf: Any, service_type: str, name: str,
-                   state_change: ServiceStateChange) -> None:  # fmt: skip
+    def _on_change(
+        self, zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
             self.node.spawn(self._resolve(service_type, name), "mdns-resolve")
 
@@ -127,17 +132,23 @@ class Discovery:
         info = AsyncServiceInfo(service_type, name)
         if not await info.async_request(self.zc.zeroconf, 3000):
             return
-        props = {k.decode(errors="replace"): (v or b"").decode(errors="replace")
-                 for k, v in info.properties.items()}  # fmt: skip
+        props = {
+            k.decode(errors="replace"): (v or b"").decode(errors="replace")
+            for k, v in info.properties.items()
+        }
         key = props.get("key", "")
         if key == self.node.key_hex or not info.port:
             return
         for addr in info.parsed_addresses(IPVersion.V4Only):
             self.node.add_peer(
-                f"http://{addr}:{info.port}", "mdns", key=key, role=props.get("role", ""),
-                scope=props.get("scope", ""), central_ok=props.get("up") == "1",
+                f"http://{addr}:{info.port}",
+                "mdns",
+                key=key,
+                role=props.get("role", ""),
+                scope=props.get("scope", ""),
+                central_ok=props.get("up") == "1",
                 fingerprint=bytes.fromhex(props.get("fp", "")) if _is_hex(props.get("fp")) else b"",
-            )  # fmt: skip
+            )
             break
 
     async def _update_mdns(self) -> None:
@@ -149,9 +160,13 @@ class Discovery:
             return
         self._fp = fp
         self.info = AsyncServiceInfo(
-            SERVICE, self.info.name, port=self.node.port, properties=txt,
-            parsed_addresses=[str(i.ip) for i in local_ipv4()] or None, server=self.info.server,
-        )  # fmt: skip
+            SERVICE,
+            self.info.name,
+            port=self.node.port,
+            properties=txt,
+            parsed_addresses=[str(i.ip) for i in local_ipv4()] or None,
+            server=self.info.server,
+        )
         with contextlib.suppress(Exception):
             await self.zc.async_update_service(self.info)
 
@@ -171,8 +186,15 @@ class Discovery:
 
     def beacon_bytes(self) -> bytes:
         n = self.node
-        content = codec.encode({"key": n.key.public, "port": n.port, "role": n.role,
-                                "scope": n.scope, "up": n.stats.uplink_ok})  # fmt: skip
+        content = codec.encode(
+            {
+                "key": n.key.public,
+                "port": n.port,
+                "role": n.role,
+                "scope": n.scope,
+                "up": n.stats.uplink_ok,
+            }
+        )
         return codec.encode({"b": content, "s": n.key.sign(BEACON_DOMAIN + content)})
 
     def on_beacon(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -190,9 +212,14 @@ class Discovery:
         kid = key_id(public).hex()
         if kid == self.node.key_hex:
             return
-        self.node.add_peer(f"http://{addr[0]}:{port}", "beacon", key=kid,
-                           role=str(b.get("role", "")), scope=str(b.get("scope", "")),
-                           central_ok=bool(b.get("up")))  # fmt: skip
+        self.node.add_peer(
+            f"http://{addr[0]}:{port}",
+            "beacon",
+            key=kid,
+            role=str(b.get("role", "")),
+            scope=str(b.get("scope", "")),
+            central_ok=bool(b.get("up")),
+        )
 
     def _broadcast(self) -> None:
         if self.transport is None:
@@ -231,13 +258,16 @@ class Discovery:
                     async with http.get(f"http://{ip}:{port}/v1/info", timeout=_SWEEP_TIMEOUT) as r:
                         if r.status == 200:
                             self.node.add_peer(f"http://{ip}:{port}", "sweep")
-                except Exception:  # noqa: BLE001, S110 - silence is the common answer
+                except Exception:  # noqa: S110 - silence is the common answer
                     pass
 
         jobs = []
         for iface in local_ipv4():
-            net = iface.network if iface.network.prefixlen >= 24 else ipaddress.IPv4Network(
-                f"{iface.ip}/24", strict=False)  # fmt: skip
+            net = (
+                iface.network
+                if iface.network.prefixlen >= 24
+                else ipaddress.IPv4Network(f"{iface.ip}/24", strict=False)
+            )
             for host in net.hosts():
                 if host != iface.ip:
                     jobs.append(probe(str(host)))
@@ -256,7 +286,7 @@ class _BeaconProtocol(asyncio.DatagramProtocol):
     def __init__(self, discovery: Discovery) -> None:
         self.discovery = discovery
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.discovery.on_beacon(data, addr)
 
 

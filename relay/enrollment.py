@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.keys import SigningKey, key_id
 from estafet.crypto.trust import TrustStore
@@ -62,16 +61,20 @@ def insecure_url_warning(url: str) -> str | None:
 async def request_enrollment(central: str, code: str, key: SigningKey) -> Materials:
     url = central.rstrip("/") + "/v1/enroll"
     try:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
-            async with http.post(url, data=wire.pack({"code": code, "public_key": key.public})) as r:
-                data = await r.content.read(wire.MAX_BODY)
-                status = r.status
+        async with (
+            aiohttp.ClientSession(timeout=TIMEOUT) as http,
+            http.post(url, data=wire.pack({"code": code, "public_key": key.public})) as r,
+        ):
+            data = await wire.read_capped(r.content, wire.MAX_BODY)
+            status = r.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise EnrollError(f"cannot reach {central}: {exc or type(exc).__name__}") from exc
     try:
         body = wire.unpack(data, {})
     except wire.WireError as exc:
-        raise EnrollError(f"the server at {central} did not answer like an Estafet central") from exc
+        raise EnrollError(
+            f"the server at {central} did not answer like an Estafet central"
+        ) from exc
     if status != 200:
         raise EnrollError(str(body.get("error") or f"refused with HTTP {status}"))
     try:
@@ -86,8 +89,9 @@ async def request_enrollment(central: str, code: str, key: SigningKey) -> Materi
         raise EnrollError(f"enrollment answer lacks {exc}") from exc
 
 
-def install(home: Path, key: SigningKey, m: Materials, pinned_root: bytes | None,
-            now: int | None = None) -> CertificateBody:  # fmt: skip
+def install(
+    home: Path, key: SigningKey, m: Materials, pinned_root: bytes | None, now: int | None = None
+) -> CertificateBody:
     """Verify the enrollment materials and put them in the node's store; pin the root."""
     now = int(time.time()) if now is None else now
     if not isinstance(m.root_public, bytes) or len(m.root_public) != 32:

@@ -118,9 +118,17 @@ class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    config_file = property(lambda self: self.path / "config.toml")
-    key_file = property(lambda self: self.path / "node.key")
-    trust_file = property(lambda self: self.path / "trust.json")
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def key_file(self) -> Path:
+        return self.path / "node.key"
+
+    @property
+    def trust_file(self) -> Path:
+        return self.path / "trust.json"
 
     def exists(self) -> bool:
         return self.config_file.exists()

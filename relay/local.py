@@ -53,8 +53,13 @@ class Identity:
         body = self.cert.body
         assert isinstance(body, CertificateBody)
         self.body = body
-        issuer = [e for e in self.trust.certificates() if e.body is not None
-                  and isinstance(e.body, CertificateBody) and e.body.role == "issuer"]  # fmt: skip
+        issuer = [
+            e
+            for e in self.trust.certificates()
+            if e.body is not None
+            and isinstance(e.body, CertificateBody)
+            and e.body.role == "issuer"
+        ]
         self.chain = (self.cert.encode(), *(e.encode() for e in issuer[:1]))
 
 
@@ -69,9 +74,13 @@ def read_photo(path: Path) -> bytes:
 
 
 def submit_result(
-    store: Store, key: SigningKey, root_public: bytes, form_data: Any, photos: list[Path],
+    store: Store,
+    key: SigningKey,
+    root_public: bytes,
+    form_data: Any,
+    photos: list[Path],
     now: int,
-) -> Submitted:  # fmt: skip
+) -> Submitted:
     sdb = store.sync_db()
     ident = Identity(sdb, root_public, now)
     if ident.trust.manifest is None:
@@ -95,8 +104,9 @@ def submit_result(
         refs.append(PhotoRef(i, hashlib.sha256(data).digest(), len(data), kind))
     bad += check_photos(refs)
     if not ident.body.covers(form.tps) or form.election not in ident.body.elections:
-        bad.append(Violation("out-of-scope", f"this key may not sign for TPS {form.tps} "
-                             f"{form.election}"))  # fmt: skip
+        bad.append(
+            Violation("out-of-scope", f"this key may not sign for TPS {form.tps} {form.election}")
+        )
     if ident.body.role != "kpps-chair":
         bad.append(Violation("wrong-role", f"a {ident.body.role} key cannot sign results"))
     if bad:
@@ -112,8 +122,14 @@ def submit_result(
     return Submitted(env.id, warn, env)
 
 
-def endorse(store: Store, key: SigningKey, root_public: bytes, result_id: bytes, now: int,
-            statement: str = "agree") -> Envelope:  # fmt: skip
+def endorse(
+    store: Store,
+    key: SigningKey,
+    root_public: bytes,
+    result_id: bytes,
+    now: int,
+    statement: str = "agree",
+) -> Envelope:
     sdb = store.sync_db()
     ident = Identity(sdb, root_public, now)
     raws = sdb.get_raw([result_id])

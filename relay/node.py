@@ -26,7 +26,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
@@ -42,6 +41,7 @@ from .store import Store, StoreDB
 log = logging.getLogger("estafet.node")
 MAX_BACKOFF = 300.0
 PENALTY_BACKOFF = 600.0
+BLOB_READ_TIMEOUT = 20.0
 
 
 @dataclass
@@ -111,7 +111,7 @@ class Node:
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
-        self._rec_cache: dict[str, tuple[int, Reconciler]] = {}
+        self._rec_cache: dict[str, tuple[int, Reconciler, list[tuple[int, bytes]]]] = {}
         self._version = 0
         self._blob_locks: dict[bytes, asyncio.Lock] = {}
         self._stopping = False
@@ -152,7 +152,11 @@ class Node:
         self._wake.set()
 
     # --- reconciliation -----------------------------------------------------------------
-    async def reconciler(self, scope: str) -> Reconciler:
+    async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler:
+        """The cached responder over ``scope`` (stateless, shared by every incoming session),
+        or with ``initiator`` a fresh one over the same items: an initiator keeps per-session
+        state, and our own sessions (scheduler, ``sync_now``) may run at the same time."""
+
         def build(sdb: StoreDB) -> tuple[int, list[tuple[int, bytes]] | None]:
             version = int(
                 sdb.db.execute("SELECT coalesce(max(rowid), 0) FROM objects").fetchone()[0]
@@ -163,13 +167,16 @@ class Node:
             return version, sdb.items(scope)
 
         version, items = await self.store.read(build)
-        if items is None:
-            return self._rec_cache[scope][1]
+        cached = self._rec_cache.get(scope)
+        if items is None and cached is not None:
+            return Reconciler(cached[2]) if initiator else cached[1]
+        if items is None:  # evicted from the cache meanwhile
+            items = await self.store.read(StoreDB.items, scope)
         rec = Reconciler(items)
-        self._rec_cache[scope] = (version, rec)
+        self._rec_cache[scope] = (version, rec, items)
         if len(self._rec_cache) > 16:
             self._rec_cache.pop(next(iter(self._rec_cache)))
-        return rec
+        return Reconciler(items) if initiator else rec
 
     async def store_fingerprint(self) -> bytes:
         items = await self.store.read(StoreDB.items, self.scope)
@@ -215,7 +222,7 @@ class Node:
                     "failures": p.failures,
                     "penalties": p.penalties,
                     "last_ok": int(p.last_ok),
-                }  # fmt: skip
+                }
                 for p in self.peers.values()
             ],
             "stats": {
@@ -235,14 +242,14 @@ class Node:
         key = str(info.get("key", ""))
         if key and key == self.key_hex:
             return Peer(url, source, key=key)  # ourselves, seen through discovery
-        for peer in self.peers.values():
-            if key and peer.key == key and peer.url != url:
+        for old in list(self.peers.values()):
+            if key and old.key == key and old.url != url:
                 # same device at a new address (it walked): move it, keep its history
-                del self.peers[peer.url]
-                peer.url = url
-                peer.backoff_until = 0
-                peer.failures = 0
-                self.peers[url] = peer
+                del self.peers[old.url]
+                old.url = url
+                old.backoff_until = 0
+                old.failures = 0
+                self.peers[url] = old
                 break
         peer = self.peers.get(url)
         if peer is None:
@@ -286,13 +293,14 @@ class Node:
         self, sha: bytes, total: int, offset: int, stream: aiohttp.StreamReader, peer: str
     ) -> int:
         """Append an incoming stream to the partial blob from ``offset``; finish when complete.
-        Returns the bytes now held. A hash mismatch discards the partial and raises."""
+        Returns the bytes now held. A hash mismatch discards the partial and raises
+        :class:`BlobMismatch` (logged as an event against ``peer``)."""
         lock = self._blob_locks.setdefault(sha, asyncio.Lock())
         try:
             async with lock:
                 return await self._receive_blob(sha, total, offset, stream, peer)
         finally:
-            if not lock.locked() and not lock._waiters:  # noqa: SLF001 - drop idle locks
+            if not lock.locked() and not lock._waiters:
                 self._blob_locks.pop(sha, None)
 
     async def _receive_blob(
@@ -305,32 +313,25 @@ class Node:
         if offset > have:
             raise web.HTTPConflict(text=f"resume from {have}")
         pos = offset
-        buf = bytearray()
-        while pos + len(buf) < total:
+        while pos < total:
             try:
-                chunk = await asyncio.wait_for(stream.read(CHUNK * 4), 20.0)
+                chunk = await asyncio.wait_for(stream.read(CHUNK * 4), BLOB_READ_TIMEOUT)
             except TimeoutError:
                 break
             if not chunk:
                 break
-            buf += chunk
-            if len(buf) >= CHUNK * 4:
-                pos = await self.store.blob_io(blobs.append, sha, pos, bytes(buf), total)
-                self.stats.blob_bytes_in += len(buf)
-                buf.clear()
-        if buf:
-            pos = await self.store.blob_io(blobs.append, sha, pos, bytes(buf), total)
-            self.stats.blob_bytes_in += len(buf)
+            # written as it arrives (never held back in a buffer), so when the link is cut
+            # every byte received is kept and the resume starts right after it
+            pos = await self.store.blob_io(blobs.append, sha, pos, chunk, total)
+            self.stats.blob_bytes_in += len(chunk)
         if pos < total:
             return pos
         try:
             await self.store.blob_io(blobs.finish, sha, total)
         except BlobMismatch as exc:
             await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
-            raise web.HTTPUnprocessableEntity(text="blob did not match its hash") from exc
+            raise
         await self.store.write(StoreDB.add_blob, sha, total, self.now())
-        if self.on_blob is not None:
-            await self.store.write(lambda _sdb: self.on_blob(sha) if self.on_blob else None)
         return total
 
     # --- lifecycle --------------------------------------------------------------------
@@ -350,14 +351,15 @@ class Node:
             add(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True,
-                           ssl_context=self.ssl_context)  # fmt: skip
+        site = web.TCPSite(
+            self._runner, host, port, reuse_address=True, ssl_context=self.ssl_context
+        )
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        server = site._server  # noqa: SLF001 - aiohttp has no public accessor for the port
+        server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20)
@@ -378,8 +380,14 @@ class Node:
         self.discovery = Discovery(self)
         await self.discovery.start()
         self.spawn(self._scheduler(), "scheduler")
-        log.info("node %s (%s, scope %r) listening on %s:%d", self.key_hex[:12], self.role,
-                 self.scope, host, self.port)  # fmt: skip
+        log.info(
+            "node %s (%s, scope %r) listening on %s:%d",
+            self.key_hex[:12],
+            self.role,
+            self.scope,
+            host,
+            self.port,
+        )
 
     async def _load_known_peers(self) -> None:
         for row in await self.store.read(StoreDB.peers):
@@ -412,8 +420,16 @@ class Node:
 
         def save(sdb: StoreDB) -> None:
             for p in peers:
-                sdb.upsert_peer(p.key, p.url, p.source, now, role=p.role, scope=p.scope,
-                                central_ok=int(p.central_ok), penalties=p.penalties)  # fmt: skip
+                sdb.upsert_peer(
+                    p.key,
+                    p.url,
+                    p.source,
+                    now,
+                    role=p.role,
+                    scope=p.scope,
+                    central_ok=int(p.central_ok),
+                    penalties=p.penalties,
+                )
 
         with contextlib.suppress(StoreError, RuntimeError):
             await self.store.write(save)
@@ -422,10 +438,8 @@ class Node:
         from .sync import SyncSession
 
         while not self._stopping:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.sync_interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             if self._stopping:
                 return
@@ -436,7 +450,11 @@ class Node:
                 if self._stopping:
                     return
                 assert self.http is not None
-                await SyncSession(self, peer).run()
+                try:
+                    await SyncSession(self, peer).run()
+                except Exception as exc:  # noqa: BLE001 - e.g. disk full: never end the loop
+                    log.exception("sync with %s failed", peer.label)
+                    self.peer_failed(peer, f"{type(exc).__name__}: {exc}")
             uplinks = [p for p in self.peers.values() if p.is_central]
             self.stats.uplink_ok = any(p.failures == 0 and p.last_ok for p in uplinks)
 

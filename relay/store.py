@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
-
 from estafet.crypto.trust import Verified
 from estafet.protocol.objects import (
     CertificateBody,
@@ -149,7 +148,7 @@ class StoreDB:
                     now,
                     state,
                     int(v.revoked is not None),
-                ],  # fmt: skip
+                ],
             )
             if peer:
                 self._holder(env.id, peer)
@@ -333,11 +332,20 @@ class StoreDB:
         with self.db.atomic():
             self.db.execute(
                 "INSERT INTO peers (id, addr, source, last_seen) VALUES (?,?,?,?)"
-                " ON CONFLICT(id) DO UPDATE SET addr = excluded.addr, last_seen = excluded.last_seen",
+                " ON CONFLICT(id) DO UPDATE SET addr = excluded.addr,"
+                " last_seen = excluded.last_seen",
                 [peer_id, addr, source, now],
             )
-            for key in ("role", "scope", "central_ok", "last_ok", "failures", "backoff_until",
-                        "penalties", "last_error"):  # fmt: skip
+            for key in (
+                "role",
+                "scope",
+                "central_ok",
+                "last_ok",
+                "failures",
+                "backoff_until",
+                "penalties",
+                "last_error",
+            ):
                 if key in info:
                     self.db.execute(
                         f"UPDATE peers SET {key} = ? WHERE id = ?",  # noqa: S608 - fixed names
@@ -369,7 +377,8 @@ class StoreDB:
     def set_meta(self, key: str, value: str) -> None:
         with self.db.atomic():
             self.db.execute(
-                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO meta VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [key, value],
             )
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-
 from estafet.protocol.objects import FETCH_PRIORITY, decode_envelope
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 
@@ -41,8 +40,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("estafet.sync")
 INFO_TTL = 120.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=5, sock_read=20)
+# One photo request may take this long; what arrived is kept and the next session resumes, so a
+# peer trickling bytes (or a very slow link) cannot hold the scheduler for more than this.
+BLOB_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=5, sock_read=20)
 MAX_ROUNDS = 64
 PUSH_BATCH_BYTES = 2 * 1024 * 1024
+MAX_RECONCILE = 512 * 1024
 
 
 @dataclass
@@ -103,10 +106,12 @@ class SyncSession:
 
     async def _post(self, path: str, body: dict[str, Any], required: dict[str, type]) -> Any:
         async with self.http.post(
-            self.peer.url + path, data=wire.pack(body), headers=self._headers(),
+            self.peer.url + path,
+            data=wire.pack(body),
+            headers=self._headers(),
             timeout=REQUEST_TIMEOUT,
-        ) as resp:  # fmt: skip
-            data = await resp.content.read(wire.MAX_BODY + 1)
+        ) as resp:
+            data = await wire.read_capped(resp.content, wire.MAX_BODY)
             if len(data) > wire.MAX_BODY:
                 raise PeerError(self.peer.label, f"{path}: response larger than {wire.MAX_BODY}")
             if resp.status != 200:
@@ -136,31 +141,42 @@ class SyncSession:
         if self.node.clock() - self.peer.info_at < INFO_TTL and self.peer.key:
             return
         async with self.http.get(self.peer.url + "/v1/info", timeout=REQUEST_TIMEOUT) as resp:
-            data = await resp.content.read(64 * 1024)
+            data = await wire.read_capped(resp.content, 64 * 1024)
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
         info = wire.unpack(data, {"key": bytes, "role": str, "scope": str})
         key = info["key"].hex()
         if key == self.node.key_hex:
             raise PeerError(self.peer.label, "this is ourselves")
-        self.node.add_peer(self.peer.url, self.peer.source, key=key, role=info["role"],
-                           scope=info["scope"], central_ok=bool(info.get("central_ok")))  # fmt: skip
+        self.node.add_peer(
+            self.peer.url,
+            self.peer.source,
+            key=key,
+            role=info["role"],
+            scope=info["scope"],
+            central_ok=bool(info.get("central_ok")),
+        )
         self.peer.info_at = self.node.clock()
 
     async def _reconcile(self, scope: str) -> tuple[list[bytes], list[bytes]]:
-        rec: Reconciler = await self.node.reconciler(scope)
+        rec: Reconciler = await self.node.reconciler(scope, initiator=True)
         msg: bytes | None = rec.initiate()
         need: list[bytes] = []
         have: list[bytes] = []
         for _ in range(MAX_ROUNDS):
             assert msg is not None
             async with self.http.post(
-                self.peer.url + "/v1/reconcile", params={"scope": scope}, data=msg,
-                headers=self._headers(), timeout=REQUEST_TIMEOUT,
-            ) as resp:  # fmt: skip
-                reply = await resp.content.read(512 * 1024 + 1)
+                self.peer.url + "/v1/reconcile",
+                params={"scope": scope},
+                data=msg,
+                headers=self._headers(),
+                timeout=REQUEST_TIMEOUT,
+            ) as resp:
+                reply = await wire.read_capped(resp.content, MAX_RECONCILE)
                 if resp.status != 200:
                     raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+            if len(reply) > MAX_RECONCILE:
+                raise PeerError(self.peer.label, f"reconcile reply larger than {MAX_RECONCILE}")
             self.report.round_trips += 1
             self.report.reconcile_bytes += len(msg) + len(reply)
             msg, h, n = rec.reconcile(reply)
@@ -179,15 +195,24 @@ class SyncSession:
             good = [r for r in raws if _id(r) in wanted]
             await self._accept(good)
             if len(good) != len(raws):
-                raise PeerError(self.peer.label, f"served {len(raws) - len(good)} object(s) "
-                                "that were not asked for (tampered or junk)")  # fmt: skip
+                raise PeerError(
+                    self.peer.label,
+                    f"served {len(raws) - len(good)} object(s) "
+                    "that were not asked for (tampered or junk)",
+                )
 
     async def _accept(self, raws: list[bytes]) -> None:
         node = self.node
         outcomes = await node.store.write(
-            accept_batch, node.trust, raws, peer=self.peer.label, origin="relayed",
-            scope=node.scope, now=node.now(), hook=node.hook,
-        )  # fmt: skip
+            accept_batch,
+            node.trust,
+            raws,
+            peer=self.peer.label,
+            origin="relayed",
+            scope=node.scope,
+            now=node.now(),
+            hook=node.hook,
+        )
         bad = [o for o in outcomes if o.status == "rejected"]
         self.report.pulled += sum(o.status == "stored" for o in outcomes)
         node.stats.objects_in += self.report.pulled
@@ -196,8 +221,10 @@ class SyncSession:
         if bad:
             self.report.rejected += len(bad)
             node.stats.rejected += len(bad)
-            raise PeerError(self.peer.label, f"served {len(bad)} object(s) that failed "
-                            f"verification, first: {bad[0].reason}")  # fmt: skip
+            raise PeerError(
+                self.peer.label,
+                f"served {len(bad)} object(s) that failed verification, first: {bad[0].reason}",
+            )
 
     async def _push(self, have: list[bytes]) -> None:
         raws = await self.node.store.read(StoreDB.get_raw, have)
@@ -244,8 +271,8 @@ class SyncSession:
         have = await self.node.store.blob_io(blobs.partial_size, sha)
         headers = {"Range": f"bytes={have}-"} if have else {}
         async with self.http.get(
-            f"{self.peer.url}/v1/blobs/{sha.hex()}", headers=headers
-        ) as resp:  # fmt: skip
+            f"{self.peer.url}/v1/blobs/{sha.hex()}", headers=headers, timeout=BLOB_TIMEOUT
+        ) as resp:
             if resp.status == 404:
                 return
             if resp.status not in (200, 206):
@@ -255,12 +282,8 @@ class SyncSession:
                 have = 0
             try:
                 got = await self.node.receive_blob(sha, size, have, resp.content, self.peer.label)
-            except Exception as exc:
-                if "did not match" in str(exc) or isinstance(exc, BlobMismatch):
-                    raise PeerError(
-                        self.peer.label, f"served a wrong blob {sha.hex()[:16]}"
-                    ) from exc
-                raise
+            except BlobMismatch as exc:
+                raise PeerError(self.peer.label, f"served a wrong blob {sha.hex()[:16]}") from exc
         if got == size:
             self.report.blobs_in += 1
         else:
@@ -304,29 +327,35 @@ class SyncSession:
                     yield chunk
 
         async with self.http.put(
-            f"{self.peer.url}/v1/blobs/{sha.hex()}", data=body(),
-            headers={**self._headers(), "X-Estafet-Offset": str(offset),
-                     "Content-Length": str(size - offset)},
-        ) as resp:  # fmt: skip
-            await resp.read()
+            f"{self.peer.url}/v1/blobs/{sha.hex()}",
+            data=body(),
+            headers={
+                **self._headers(),
+                "X-Estafet-Offset": str(offset),
+                "Content-Length": str(size - offset),
+            },
+            timeout=BLOB_TIMEOUT,
+        ) as resp:
+            data = await wire.read_capped(resp.content, 64 * 1024)
             if resp.status == 507:
                 log.info("peer %s is full; photos wait", self.peer.label)
                 return False
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-        self.report.blobs_out += 1
+        if wire.unpack(data, {}).get("complete") is True:  # else it stopped reading: resume later
+            self.report.blobs_out += 1
         return True
 
 
 def _id(raw: bytes) -> bytes | None:
     try:
         return decode_envelope(raw).id
-    except Exception:  # noqa: BLE001 - any undecodable object is simply not what we asked for
+    except Exception:
         return None
 
 
 def _priority(raw: bytes) -> int:
     try:
         return FETCH_PRIORITY[decode_envelope(raw).kind]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return len(FETCH_PRIORITY)

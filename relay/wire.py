@@ -7,7 +7,7 @@ peer. See ``docs/api.md``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
@@ -23,6 +23,24 @@ MSGPACK = "application/msgpack"
 
 class WireError(Exception):
     """A body that does not have the shape its endpoint expects."""
+
+
+class Readable(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+async def read_capped(stream: Readable, limit: int) -> bytes:
+    """The whole body, or its first ``limit + 1`` bytes when it is larger (callers refuse it).
+
+    aiohttp's ``StreamReader.read(n)`` returns what has arrived so far (at most ``n`` bytes), not
+    ``n`` bytes: a single call truncates any body that spans more than one network read."""
+    buf = bytearray()
+    while len(buf) <= limit:
+        chunk = await stream.read(limit + 1 - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
 
 
 def pack(value: Any) -> bytes:

@@ -124,10 +124,15 @@ def _election(el: dict[str, Any]) -> str:
         if len(c["missing"]) > MAX_MISSING_SHOWN:
             missing += " <span>…</span>"
         kec.append(
-            [f"{e(c['name'])} ({e(c['code'])})", _bar(c["tps_accepted"], c["tps_expected"]),
-             f"{e(c['tps_accepted'])} / {e(c['tps_expected'])}", e(c["tps_conflict"]),
-             e(c["tps_photos_complete"]), missing]
-        )  # fmt: skip
+            [
+                f"{e(c['name'])} ({e(c['code'])})",
+                _bar(c["tps_accepted"], c["tps_expected"]),
+                f"{e(c['tps_accepted'])} / {e(c['tps_expected'])}",
+                e(c["tps_conflict"]),
+                e(c["tps_photos_complete"]),
+                missing,
+            ]
+        )
     header = ["kecamatan", "progress", "counted", "conflict", "photos", "missing"]
     return f"<section>{head}{summary}{tally}{_rows(header, kec)}</section>"
 
@@ -137,14 +142,23 @@ def render_dashboard(status: dict[str, Any], nonce: str) -> str:
     elections = "".join(_election(el) for el in status["elections"])
     conflicts = _rows(
         ["TPS", "election", "results", "signers"],
-        [[_tps_link(c["tps"]), e(c["election"]), e(" ".join(c["objects"])),
-          e(" ".join(c["signers"]))] for c in status["conflicts"]],
-    )  # fmt: skip
+        [
+            [
+                _tps_link(c["tps"]),
+                e(c["election"]),
+                e(" ".join(c["objects"])),
+                e(" ".join(c["signers"])),
+            ]
+            for c in status["conflicts"]
+        ],
+    )
     revoked = _rows(
         ["TPS", "election", "result", "signer"],
-        [[_tps_link(r["tps"]), e(r["election"]), e(r["id"]), e(r["signer"])]
-         for r in status["revoked_results"]],
-    )  # fmt: skip
+        [
+            [_tps_link(r["tps"]), e(r["election"]), e(r["id"]), e(r["signer"])]
+            for r in status["revoked_results"]
+        ],
+    )
     log = status["log"]
     body = (
         f"<h1>{e(status['name'])}</h1>"
@@ -179,9 +193,11 @@ def _result(r: dict[str, Any]) -> str:
     warnings = ", ".join(e(w) for w in r["warnings"]) or "none"
     ends = _rows(
         ["endorsed by", "role", "statement", "status"],
-        [[e(x["signer"]), e(x["role"]), e(x["statement"]), e(f"{x['status']} {x['reason']}")]
-         for x in r["endorsements"]],
-    )  # fmt: skip
+        [
+            [e(x["signer"]), e(x["role"]), e(x["statement"]), e(f"{x['status']} {x['reason']}")]
+            for x in r["endorsements"]
+        ],
+    )
     rc = r["receipt"]
     receipt = (
         f'<p class="muted">receipt {e(rc["id"])}: {e(rc["status"])} at log index '

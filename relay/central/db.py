@@ -43,48 +43,130 @@ def _m1_objects(db: sqlite_utils.Database) -> None:
     """Objects as received, the log, receipts, and the results/endorsements/blobs indexes."""
     t = db.table
     t("objects").create(
-        {"id": bytes, "kind": str, "tps": str, "election": str, "size": int, "raw": bytes,
-         "received": int, "verified": int, "status": str, "reason": str},
-        pk="id", not_null={"kind", "tps", "election", "size", "raw", "received", "verified",
-                           "status", "reason"}, strict=True,
-    )  # fmt: skip
+        {
+            "id": bytes,
+            "kind": str,
+            "tps": str,
+            "election": str,
+            "size": int,
+            "raw": bytes,
+            "received": int,
+            "verified": int,
+            "status": str,
+            "reason": str,
+        },
+        pk="id",
+        not_null={
+            "kind",
+            "tps",
+            "election",
+            "size",
+            "raw",
+            "received",
+            "verified",
+            "status",
+            "reason",
+        },
+        strict=True,
+    )
     t("objects").create_index(["tps"])
     t("rejected_copies").create(
         {"raw_sha": bytes, "id": bytes, "raw": bytes, "received": int, "reason": str},
-        pk="raw_sha", not_null={"id", "raw", "received", "reason"}, strict=True,
-    )  # fmt: skip
-    t("log").create(
-        {"idx": int, "object": bytes, "status": str, "reason": str, "server_time": int,
-         "prev": bytes, "hash": bytes},
-        pk="idx", not_null={"object", "status", "reason", "server_time", "prev", "hash"},
+        pk="raw_sha",
+        not_null={"id", "raw", "received", "reason"},
         strict=True,
-    )  # fmt: skip
+    )
+    t("log").create(
+        {
+            "idx": int,
+            "object": bytes,
+            "status": str,
+            "reason": str,
+            "server_time": int,
+            "prev": bytes,
+            "hash": bytes,
+        },
+        pk="idx",
+        not_null={"object", "status", "reason", "server_time", "prev", "hash"},
+        strict=True,
+    )
     t("receipts").create(
         {"id": bytes, "object": bytes, "log_idx": int, "raw": bytes},
-        pk="id", not_null={"object", "log_idx", "raw"}, strict=True,
-    )  # fmt: skip
+        pk="id",
+        not_null={"object", "log_idx", "raw"},
+        strict=True,
+    )
     t("receipts").create_index(["log_idx"], unique=True)
     t("receipts").create_index(["object", "log_idx"])
     t("results").create(
-        {"id": bytes, "tps": str, "election": str, "revision": int, "supersedes": bytes,
-         "signer": bytes, "signer_serial": int, "issuer": bytes, "signer_label": str,
-         "received": int, "votes": str, "valid": int, "invalid": int, "warnings": str},
-        pk="id", not_null={"tps", "election", "revision", "signer", "signer_serial", "issuer",
-                           "signer_label", "received", "votes", "valid", "invalid", "warnings"},
+        {
+            "id": bytes,
+            "tps": str,
+            "election": str,
+            "revision": int,
+            "supersedes": bytes,
+            "signer": bytes,
+            "signer_serial": int,
+            "issuer": bytes,
+            "signer_label": str,
+            "received": int,
+            "votes": str,
+            "valid": int,
+            "invalid": int,
+            "warnings": str,
+        },
+        pk="id",
+        not_null={
+            "tps",
+            "election",
+            "revision",
+            "signer",
+            "signer_serial",
+            "issuer",
+            "signer_label",
+            "received",
+            "votes",
+            "valid",
+            "invalid",
+            "warnings",
+        },
         strict=True,
-    )  # fmt: skip
+    )
     t("results").create_index(["tps", "election"])
     t("photos").create(
         {"result": bytes, "sheet": int, "sha256": bytes, "size": int, "type": str},
-        pk=("result", "sheet"), not_null={"sha256", "size", "type"}, strict=True,
-    )  # fmt: skip
+        pk=("result", "sheet"),
+        not_null={"sha256", "size", "type"},
+        strict=True,
+    )
     t("photos").create_index(["sha256"])
     t("endorsements").create(
-        {"id": bytes, "result": bytes, "tps": str, "election": str, "signer": bytes,
-         "signer_serial": int, "issuer": bytes, "role": str, "statement": str, "received": int},
-        pk="id", not_null={"result", "tps", "election", "signer", "signer_serial", "issuer",
-                           "role", "statement", "received"}, strict=True,
-    )  # fmt: skip
+        {
+            "id": bytes,
+            "result": bytes,
+            "tps": str,
+            "election": str,
+            "signer": bytes,
+            "signer_serial": int,
+            "issuer": bytes,
+            "role": str,
+            "statement": str,
+            "received": int,
+        },
+        pk="id",
+        not_null={
+            "result",
+            "tps",
+            "election",
+            "signer",
+            "signer_serial",
+            "issuer",
+            "role",
+            "statement",
+            "received",
+        },
+        strict=True,
+    )
     t("endorsements").create_index(["result"])
     t("blobs").create({"sha256": bytes}, pk="sha256", strict=True)
 
@@ -93,22 +175,44 @@ def _m1_enrollment(db: sqlite_utils.Database) -> None:
     """Enrollment codes (hashes only), failed attempts, certificates issued."""
     t = db.table
     t("enroll_codes").create(
-        {"hash": bytes, "role": str, "tps": str, "scope": str, "created": int,
-         "expires_at": int, "used_at": int, "used_key": bytes, "serial": int},
-        pk="hash", not_null={"role", "tps", "scope", "created", "expires_at"}, strict=True,
-    )  # fmt: skip
+        {
+            "hash": bytes,
+            "role": str,
+            "tps": str,
+            "scope": str,
+            "created": int,
+            "expires_at": int,
+            "used_at": int,
+            "used_key": bytes,
+            "serial": int,
+        },
+        pk="hash",
+        not_null={"role", "tps", "scope", "created", "expires_at"},
+        strict=True,
+    )
     t("enroll_failures").create(
         {"id": int, "client": str, "time": int, "reason": str},
-        pk="id", not_null={"client", "time", "reason"}, strict=True,
-    )  # fmt: skip
+        pk="id",
+        not_null={"client", "time", "reason"},
+        strict=True,
+    )
     t("enroll_failures").create_index(["client", "time"])
     t("enroll_failures").create_index(["time"])
     t("issued_certs").create(
-        {"serial": int, "key_id": bytes, "role": str, "scope": str, "not_before": int,
-         "not_after": int, "issued": int, "raw": bytes},
-        pk="serial", not_null={"key_id", "role", "scope", "not_before", "not_after", "issued",
-                               "raw"}, strict=True,
-    )  # fmt: skip
+        {
+            "serial": int,
+            "key_id": bytes,
+            "role": str,
+            "scope": str,
+            "not_before": int,
+            "not_after": int,
+            "issued": int,
+            "raw": bytes,
+        },
+        pk="serial",
+        not_null={"key_id", "role", "scope", "not_before", "not_after", "issued", "raw"},
+        strict=True,
+    )
     t("issued_certs").create_index(["key_id"])
 
 

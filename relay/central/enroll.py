@@ -132,13 +132,24 @@ class Enrollment:
         for tps, where in pairs:
             code = "".join(secrets.choice(ALPHABET) for _ in range(GROUPS * GROUP_LEN))
             rows.append(
-                {"hash": self.code_hash(code), "role": role, "tps": tps, "scope": where,
-                 "created": now, "expires_at": expires_at}
-            )  # fmt: skip
+                {
+                    "hash": self.code_hash(code),
+                    "role": role,
+                    "tps": tps,
+                    "scope": where,
+                    "created": now,
+                    "expires_at": expires_at,
+                }
+            )
             out.append(
-                {"tps": tps, "role": role, "scope": where, "code": format_code(code),
-                 "expires_at": expires_at}
-            )  # fmt: skip
+                {
+                    "tps": tps,
+                    "role": role,
+                    "scope": where,
+                    "code": format_code(code),
+                    "expires_at": expires_at,
+                }
+            )
         with self.db.write():
             self.db.put_codes(rows)
         return out
@@ -241,10 +252,17 @@ class Enrollment:
             used = self.db.use_code(
                 row["hash"],
                 now,
-                {"serial": serial, "key_id": key_id(public_key), "role": row["role"],
-                 "scope": scope, "not_before": now, "not_after": not_after, "issued": now,
-                 "raw": cert.encode()},
-            )  # fmt: skip
+                {
+                    "serial": serial,
+                    "key_id": key_id(public_key),
+                    "role": row["role"],
+                    "scope": scope,
+                    "not_before": now,
+                    "not_after": not_after,
+                    "issued": now,
+                    "raw": cert.encode(),
+                },
+            )
             if not used:
                 raise EnrollError("already-used", "the code was used a moment ago")
         return cert

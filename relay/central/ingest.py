@@ -188,8 +188,15 @@ class Central:
         receipt = seal(
             "receipt", body, self.authority.issuer_key, now, (self.authority.issuer_cert.encode(),)
         )
-        entry = {"idx": index, "object": oid, "status": status, "reason": reason,
-                 "server_time": now, "prev": prev, "hash": digest}  # fmt: skip
+        entry = {
+            "idx": index,
+            "object": oid,
+            "status": status,
+            "reason": reason,
+            "server_time": now,
+            "prev": prev,
+            "hash": digest,
+        }
         self.db.append_log(entry, receipt.id, receipt.encode())
         self.db.set_status(oid, status, reason)
 
@@ -203,15 +210,33 @@ class Central:
         assert v.signer.cert_envelope is not None
         form = body.form
         self.db.put_result(
-            {"id": v.id, "tps": form.tps, "election": form.election, "revision": form.revision,
-             "supersedes": form.supersedes, "signer": v.signer.key_id,
-             "signer_serial": v.signer.cert.serial, "issuer": v.signer.cert_envelope.signer,
-             "signer_label": v.signer.cert.label, "received": now, "votes": dict(form.votes),
-             "valid": form.valid, "invalid": form.invalid,
-             "warnings": sorted(set(body.warnings) | set(v.warnings))},
-            [{"result": v.id, "sheet": p.sheet, "sha256": p.sha256, "size": p.size,
-              "type": p.type} for p in body.photos],
-        )  # fmt: skip
+            {
+                "id": v.id,
+                "tps": form.tps,
+                "election": form.election,
+                "revision": form.revision,
+                "supersedes": form.supersedes,
+                "signer": v.signer.key_id,
+                "signer_serial": v.signer.cert.serial,
+                "issuer": v.signer.cert_envelope.signer,
+                "signer_label": v.signer.cert.label,
+                "received": now,
+                "votes": dict(form.votes),
+                "valid": form.valid,
+                "invalid": form.invalid,
+                "warnings": sorted(set(body.warnings) | set(v.warnings)),
+            },
+            [
+                {
+                    "result": v.id,
+                    "sheet": p.sheet,
+                    "sha256": p.sha256,
+                    "size": p.size,
+                    "type": p.type,
+                }
+                for p in body.photos
+            ],
+        )
         reason = "revoked-signer" if self._revoked(v, now) else ""
         if not reason and form.supersedes is not None:
             prev = self.db.result_key(form.supersedes)
@@ -238,11 +263,19 @@ class Central:
         assert isinstance(body, EndorsementBody) and v.signer.cert is not None
         assert v.signer.cert_envelope is not None
         self.db.put_endorsement(
-            {"id": v.id, "result": body.result, "tps": body.tps, "election": body.election,
-             "signer": v.signer.key_id, "signer_serial": v.signer.cert.serial,
-             "issuer": v.signer.cert_envelope.signer, "role": v.signer.role,
-             "statement": body.statement, "received": now}
-        )  # fmt: skip
+            {
+                "id": v.id,
+                "result": body.result,
+                "tps": body.tps,
+                "election": body.election,
+                "signer": v.signer.key_id,
+                "signer_serial": v.signer.cert.serial,
+                "issuer": v.signer.cert_envelope.signer,
+                "role": v.signer.role,
+                "statement": body.statement,
+                "received": now,
+            }
+        )
         reason = "revoked-signer" if self._revoked(v, now) else ""
         target = self.db.result_key(body.result)
         if (
@@ -294,9 +327,14 @@ class Central:
             entry = self._revocation_for(e["signer"], e["signer_serial"], e["issuer"])
             if entry is not None and entry.time <= e["received"]:
                 self._record(
-                    e["id"], "endorsement", e["tps"], e["election"], "rejected",
-                    "revoked-signer", now,
-                )  # fmt: skip
+                    e["id"],
+                    "endorsement",
+                    e["tps"],
+                    e["election"],
+                    "rejected",
+                    "revoked-signer",
+                    now,
+                )
 
     # --- queries ------------------------------------------------------------------------------
     def receipt_for(self, object_id: bytes) -> bytes | None:

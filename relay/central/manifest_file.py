@@ -44,11 +44,13 @@ def load_manifest_file(path: Path, version: int = 1) -> Manifest:
         return build_manifest(
             name=name.strip(),
             version=version,
-            elections=[{"kind": e.kind, "region": e.region,
-                        "ballot_numbers": list(e.ballot_numbers)} for e in elections],
+            elections=[
+                {"kind": e.kind, "region": e.region, "ballot_numbers": list(e.ballot_numbers)}
+                for e in elections
+            ],
             tps_rows=[row for _, row in tps_rows],
             regions=regions,
-        )  # fmt: skip
+        )
     except ManifestError as exc:
         raise ManifestFileError(f"{path}: {exc}") from exc
 

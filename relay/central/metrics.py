@@ -47,25 +47,40 @@ class Stats:
             out.extend(f"{PREFIX}_{name}{labels} {value}" for labels, value in samples)
 
         family(
-            "objects_received_total", "counter", "Objects pushed to ingest, by kind and outcome.",
-            [(f'{{kind="{_label(k)}",status="{_label(s)}"}}', n)
-             for (k, s), n in sorted(self._received.items())],
-        )  # fmt: skip
+            "objects_received_total",
+            "counter",
+            "Objects pushed to ingest, by kind and outcome.",
+            [
+                (f'{{kind="{_label(k)}",status="{_label(s)}"}}', n)
+                for (k, s), n in sorted(self._received.items())
+            ],
+        )
         family("bytes_received_total", "counter", "Bytes pushed to ingest.", [("", self.bytes)])
         family(
-            "verification_failures_total", "counter", "Objects that failed verification.",
+            "verification_failures_total",
+            "counter",
+            "Objects that failed verification.",
             [(f'{{reason="{_label(r)}"}}', n) for r, n in sorted(self._failures.items())],
-        )  # fmt: skip
+        )
         family(
-            "enrollments_total", "counter", "Enrollment requests by outcome.",
+            "enrollments_total",
+            "counter",
+            "Enrollment requests by outcome.",
             [(f'{{outcome="{_label(o)}"}}', n) for o, n in sorted(self._enroll.items())],
-        )  # fmt: skip
+        )
         counts = db.object_counts()
         family(
-            "objects_stored", "gauge", "Objects held, by kind and status.",
-            [(f'{{kind="{_label(r["kind"] or "unknown")}",status="{_label(r["status"])}"}}',
-              int(r["n"])) for r in counts],
-        )  # fmt: skip
+            "objects_stored",
+            "gauge",
+            "Objects held, by kind and status.",
+            [
+                (
+                    f'{{kind="{_label(r["kind"] or "unknown")}",status="{_label(r["status"])}"}}',
+                    int(r["n"]),
+                )
+                for r in counts
+            ],
+        )
         family(
             "bytes_stored",
             "gauge",

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
-
 from estafet.relay.accept import accept_one
 from estafet.relay.errors import ConfigError
 from estafet.relay.home import NodeConfig
@@ -48,10 +47,22 @@ def open_central(
     """Load the authority and build the central node (not started yet)."""
     authority = load_authority(home, passphrase)
     central = Central(home, authority)
-    config = NodeConfig(listen=listen, mdns=False, beacon=False, scope="",
-                        quota_mb=CENTRAL_QUOTA_MB, name="KPU central")  # fmt: skip
-    node = Node(home / "node", config, authority.issuer_key, authority.trust.root_public,
-                hook=central.ingest, clock=clock)  # fmt: skip
+    config = NodeConfig(
+        listen=listen,
+        mdns=False,
+        beacon=False,
+        scope="",
+        quota_mb=CENTRAL_QUOTA_MB,
+        name="KPU central",
+    )
+    node = Node(
+        home / "node",
+        config,
+        authority.issuer_key,
+        authority.trust.root_public,
+        hook=central.ingest,
+        clock=clock,
+    )
     node.ssl_context = tls
     sdb = node.store.sync_db()
     now = int(clock())

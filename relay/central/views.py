@@ -39,10 +39,15 @@ def status(db: CentralDB, trust: TrustStore) -> dict[str, Any]:
     present = db.present_photo_blobs()
     view = progress(manifest, rows, present.__contains__)
     revoked = [
-        {"id": r["id"].hex(), "tps": r["tps"], "election": r["election"],
-         "signer": r["signer"].hex(), "signer_serial": r["signer_serial"]}
+        {
+            "id": r["id"].hex(),
+            "tps": r["tps"],
+            "election": r["election"],
+            "signer": r["signer"].hex(),
+            "signer_serial": r["signer_serial"],
+        }
         for r in db.results_with("rejected", "revoked-signer")
-    ]  # fmt: skip
+    ]
     length, head = db.log_head()
     objects: dict[str, dict[str, int]] = {}
     for c in db.object_counts():

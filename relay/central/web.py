@@ -29,8 +29,9 @@ from .ingest import Central
 
 MSGPACK = "application/msgpack"
 MAX_ENROLL_BODY = 1024
-ENROLL_LIMITS = codec.Limits(max_bytes=MAX_ENROLL_BODY, max_str=64, max_bin=64, max_array=0,
-                             max_map=2)  # fmt: skip
+ENROLL_LIMITS = codec.Limits(
+    max_bytes=MAX_ENROLL_BODY, max_str=64, max_bin=64, max_array=0, max_map=2
+)
 ENROLL_STATUS = {
     "unknown-code": 403,
     "already-used": 409,
