@@ -42,7 +42,8 @@ bench: install
 bench-quick: install
 	$(BIN)/python bench/run_all.py --quick
 
-demo: install
+demo: $(STAMP)
+	$(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict
 	$(BIN)/estafet demo
 
 clean:
