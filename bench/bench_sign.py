@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
 from estafet.crypto.trust import TrustStore

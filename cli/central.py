@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import click
+
 from estafet.relay.central import (
     Central,
     init_central,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
 from estafet.crypto.errors import CryptoError
 from estafet.protocol.errors import FormError, ProtocolError
 from estafet.relay.central.errors import CentralError

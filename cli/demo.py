@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from estafet.relay.demo import PACE, run_demo
 
 

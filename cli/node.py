@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import ReceiptBody, decode_envelope

@@ -13,6 +13,7 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
 
@@ -31,9 +32,13 @@ def _kdf(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 
 
 def encrypt_key(
-    key: SigningKey, passphrase: str, *, n: int = SCRYPT_N, salt: bytes | None = None,
+    key: SigningKey,
+    passphrase: str,
+    *,
+    n: int = SCRYPT_N,
+    salt: bytes | None = None,
     nonce: bytes | None = None,
-) -> bytes:  # fmt: skip
+) -> bytes:
     """Seal ``key`` under ``passphrase``. ``salt``/``nonce`` are for test vectors only."""
     if not passphrase:
         raise KeyFileError("an empty passphrase is not allowed; use an unencrypted key instead")

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+
 from estafet.protocol.objects import KEY_ID_BYTES
 
 from .errors import CryptoError

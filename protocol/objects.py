@@ -101,8 +101,7 @@ class CertificateBody:
     not_after: int
     label: str
 
-    FIELDS = ("serial", "subject", "role", "scope", "elections", "not_before", "not_after",
-              "label")  # fmt: skip
+    FIELDS = ("serial", "subject", "role", "scope", "elections", "not_before", "not_after", "label")
 
     def to_map(self) -> dict[str, Any]:
         return {
@@ -150,8 +149,21 @@ class ResultBody:
     photos: tuple[PhotoRef, ...]
     warnings: tuple[str, ...]
 
-    FIELDS = ("election", "tps", "voters", "turnout", "ballots", "disabled", "votes", "valid",
-              "invalid", "revision", "supersedes", "photos", "warnings")  # fmt: skip
+    FIELDS = (
+        "election",
+        "tps",
+        "voters",
+        "turnout",
+        "ballots",
+        "disabled",
+        "votes",
+        "valid",
+        "invalid",
+        "revision",
+        "supersedes",
+        "photos",
+        "warnings",
+    )
 
     def to_map(self) -> dict[str, Any]:
         m = self.form.to_map()
@@ -213,8 +225,17 @@ class ReceiptBody:
     log_prev: bytes
     log_hash: bytes
 
-    FIELDS = ("object", "object_kind", "tps", "election", "status", "reason", "log_index",
-              "log_prev", "log_hash")  # fmt: skip
+    FIELDS = (
+        "object",
+        "object_kind",
+        "tps",
+        "election",
+        "status",
+        "reason",
+        "log_index",
+        "log_prev",
+        "log_hash",
+    )
 
     def to_map(self) -> dict[str, Any]:
         return {

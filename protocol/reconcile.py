@@ -2,57 +2,58 @@
 
 Theory of operation
 -------------------
-Each side holds a set of *items* ``(timestamp, id)`` (``id`` a 32-byte SHA-256, ``timestamp``
-unix seconds in ``0 .. 2**40``), ordered by ``(timestamp, id)``. The key space is cut into
-half-open ranges by *bounds*; a bound is ``(timestamp, id_prefix)`` or *infinity*, and an item
-lies below a bound when ``(ts, id) < (bound_ts, prefix)`` in Python tuple order (a prefix sorts
-before every id that extends it). A message walks the whole key space from the bottom: it is a
-list of ranges, each named by its upper bound (the lower bound is the previous range's upper
-bound, or the bottom for the first) and carrying a *mode*:
+Each side holds a set of *items* ``(timestamp, id)`` (``id`` a 32-byte SHA-256, unique;
+``timestamp`` unix seconds in ``0 .. 2**40``), ordered by ``(timestamp, id)``. The key space is
+cut into half-open ranges by *bounds*: a bound is ``(timestamp, id_prefix)`` or *infinity*, and
+an item lies below a bound when ``(ts, id) < (bound_ts, prefix)`` in Python tuple order (a
+prefix sorts before every id extending it). A message walks the whole key space from the
+bottom: a list of ranges, each named by its upper bound (its lower bound is the previous
+range's upper bound, or the bottom) and carrying a *mode*:
 
-* ``SKIP``: nothing to do here (already in sync, or finished);
+* ``SKIP``: nothing to do here (in sync, finished, or not being worked on in this round);
 * ``FINGERPRINT``: the sender's 16-byte fingerprint of its items in the range;
 * ``IDLIST``: every id the sender has in the range;
-* ``IDDIFF`` (responder only, the answer to an ``IDLIST``): the ids the responder has and the
-  initiator lacks, plus a bitmap over the initiator's list marking the ids the responder lacks.
+* ``IDDIFF`` (reply to an ``IDLIST``): the ids the responder has and the initiator lacks, plus a
+  bitmap over the initiator's list marking those the responder lacks;
+* ``DEFER`` (reply only, always last, up to infinity): "my frame is full; everything you asked
+  from here up was not looked at, ask again".
 
-A fingerprint is ``SHA-256(sum of ids as little-endian integers mod 2**256 (32 bytes LE) ||
-varint(count))[:16]``; sums come from block prefix sums, so any range costs O(1) bisections
-and at most ~2x32 integer conversions.
+A fingerprint is ``SHA-256(sum of ids as little-endian integers mod 2**256, 32 bytes LE ||
+varint(count))[:16]``. Sums come from prefix sums kept for every 32nd item (built once, lazily),
+so a range costs two bisections and at most ~64 integer conversions, never O(N).
 
-The initiator opens with a single ``FINGERPRINT`` range covering everything (19 bytes). On a
-fingerprint that differs, the receiver sends an ``IDLIST`` if it holds at most
-``_IDLIST_THRESHOLD`` items in the range, else splits its items into ``_BRANCHING`` equal-count
-buckets, each with its fingerprint. An ``IDLIST`` from the responder ends the range at the
-initiator (it diffs locally); an ``IDLIST`` from the initiator is answered with ``IDDIFF``
-(or, if the responder holds too many items there, by splitting). Matching fingerprints become
-``SKIP``. The initiator is done when its next message would contain only skips. In-sync sets
-cost one round trip: 19 bytes out, 3 bytes back (``version, SKIP to infinity``).
+The initiator opens with one ``FINGERPRINT`` over everything (19 bytes). A receiver whose
+fingerprint differs answers with an ``IDLIST`` if it holds at most ``_IDLIST_THRESHOLD`` items
+in the range, else splits its items into ``_BRANCHING`` equal-count buckets, each with its
+fingerprint; equal fingerprints become ``SKIP``. An ``IDLIST`` from the responder finishes the
+range at the initiator (which diffs locally); one from the initiator is answered by ``IDDIFF``,
+or, when the responder holds many more items there, by all of them as ``IDLIST`` chunks. So
+every ``IDLIST`` finishes its range, each range is finished exactly once, and every id is
+reported exactly once as ``have`` or ``need``. Sets in sync cost one round trip of 22 bytes.
+With d differences among N items the exchange takes O(log N) round trips and roughly
+O(d log N) fingerprints.
 
-All state lives in the messages' ranges: the responder is stateless and one object may answer
-any number of messages; the initiator keeps nothing between rounds either (an ``IDDIFF``
-bitmap refers to the initiator's own items in the range, which it can recompute). Each range is
-finished (reported as ``have``/``need``) exactly once, so ids are never reported twice.
+The responder is stateless: all it needs is in the message, and one object may answer any
+number of interleaved sessions. The initiator keeps two small lists between rounds: the ranges
+it asked about in its last message (a reply may only work on those, which bounds what a
+hostile responder can make it report) and a backlog of ranges that did not fit in its frame.
+An ``IDDIFF`` bitmap refers to the initiator's own items in the range, which it recomputes.
+Frames: a side adds ranges only while they fit ``frame_size_limit`` (each message carries at
+least one, so every round makes progress); the initiator keeps the rest in its backlog and
+sends ``SKIP`` for them meanwhile; a responder ends with ``DEFER`` and the initiator asks again.
 
 Wire format
 -----------
-``message = VERSION (0x01) range* ``; the last range's bound must be infinity, so any
-truncation is detected. ``range = bound header payload`` where bound is ``varint(ts_code)``
-(0 = infinity, else ``1 + ts - previous bound's ts`` in this message), then a header byte
-``mode << 6 | prefix_len`` (``prefix_len`` <= 32, 0 for infinity), then the prefix bytes. Payloads:
-``SKIP`` none; ``FINGERPRINT`` 16 bytes; ``IDLIST`` ``varint(n)`` then ``n`` 32-byte ids;
-``IDDIFF`` ``varint(n)``, ``n`` 32-byte ids, then ``ceil(k/8)`` bitmap bytes (bit ``i`` = LSB
-first of byte ``i // 8``) where ``k`` is the length of the list being answered; padding bits 0.
-Varints are unsigned LEB128, at most 10 bytes, minimal, below ``2**64``. Bounds must strictly
-increase.
-
-Limits and hostile input
-------------------------
-Incoming messages are capped by :class:`Limits` (bytes, ranges, ids), every count is checked
-against the remaining bytes before anything is allocated, and anything malformed raises
-:class:`ReconcileError` only. Outgoing messages respect ``frame_size_limit``: when the next
-range's answer would not fit, the rest of the key space is sent as one ``FINGERPRINT`` range and
-the next round resumes from there, so every message makes progress.
+``message = 0x01 range*`` whose last range is bounded by infinity (so truncation is always
+detected). ``range = varint(ts_code) varint(prefix_len << 3 | mode) prefix payload``:
+``ts_code`` 0 is infinity (prefix_len 0), else ``1 + ts - ts of the previous bound`` (0 for
+the first); ``prefix_len <= 32``; modes SKIP 0, FINGERPRINT 1, IDLIST 2, IDDIFF 3, DEFER 4.
+Payloads: SKIP and DEFER none; FINGERPRINT 16 bytes; IDLIST ``varint(n)`` + n 32-byte ids;
+IDDIFF ``varint(n)`` + n 32-byte ids + ``ceil(k/8)`` bitmap bytes, bit ``i`` (LSB first of byte
+``i // 8``) for the initiator's ``i``-th id in the range, k its count there, padding bits 0.
+Varints are unsigned LEB128, minimal, at most 10 bytes, below ``2**64``; bounds strictly
+increase. Incoming messages are capped by :class:`Limits`; every count is checked against the
+remaining bytes before allocating; anything malformed raises :class:`ReconcileError` only.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from heapq import merge
 from itertools import accumulate, islice
 from operator import itemgetter
 
@@ -72,13 +74,15 @@ ID_SIZE = 32
 FINGERPRINT_SIZE = 16
 MAX_TIMESTAMP = 2**40
 
-_SKIP, _FINGERPRINT, _IDLIST, _IDDIFF = 0, 1, 2, 3
-_BRANCHING = 8
-_IDLIST_THRESHOLD = 12
-_MIN_FRAME = 4096
-_RESERVE = 80  # room kept for the closing "rest of the key space" range
-_BLOCK = 32  # stride of the prefix-sum table
+_SKIP, _FINGERPRINT, _IDLIST, _IDDIFF, _DEFER = 0, 1, 2, 3, 4
+_REQUEST_MODES = frozenset((_SKIP, _FINGERPRINT, _IDLIST))
+_REPLY_MODES = frozenset((_SKIP, _FINGERPRINT, _IDLIST, _IDDIFF, _DEFER))
+_BRANCHING = 8  # buckets per split (measured: fewer bytes than 16 at equal round trips)
+_IDLIST_THRESHOLD = 12  # at most this many items: send ids rather than split
 _MAX_CHUNK = 128  # ids per IDDIFF answer / IDLIST chunk
+_MIN_FRAME = 4096
+_RESERVE = 64  # frame room kept for the closing DEFER or SKIP range
+_BLOCK = 32  # stride of the prefix-sum table
 _MASK = 2**256 - 1
 _INF_TS = 2**64
 _INF: tuple[int, bytes] = (_INF_TS, b"")
@@ -88,7 +92,8 @@ _get_id = itemgetter(1)
 
 Bound = tuple[int, bytes]
 Item = tuple[int, bytes]
-Piece = tuple[Bound, int, bytes, int]  # bound, mode, payload, index of first item
+Piece = tuple[Bound, Bound, int, bytes]  # lower, upper, mode, payload: one range to send
+Parsed = tuple[Bound, Bound, int, int, int, list[bytes], bytes]  # lower, upper, lo, hi, mode...
 
 
 class ReconcileError(Exception):
@@ -171,26 +176,25 @@ class _Reader:
                 return value
         raise ReconcileError("varint longer than 10 bytes")
 
-    def ids_list(self, n: int) -> list[bytes]:
+    def ids_list(self) -> list[bytes]:
+        n = self.varint()
         self.ids += n
         if self.ids > self.limits.max_ids_per_message:
             raise ReconcileError("too many ids in message")
-        if n * ID_SIZE > self.left():
-            raise ReconcileError("id count exceeds message size")
         raw = self.take(n * ID_SIZE)
         return [raw[i : i + ID_SIZE] for i in range(0, len(raw), ID_SIZE)]
 
     def bound(self, prev: Bound) -> tuple[Bound, int]:
         code = self.varint()
-        header = self.take(1)[0]
-        mode, plen = header >> 6, header & 0x3F
+        header = self.varint()
+        mode, plen = header & 7, header >> 3
+        if plen > ID_SIZE:
+            raise ReconcileError("id prefix longer than an id")
         if code == 0:
             if plen:
                 raise ReconcileError("infinite bound with an id prefix")
             bound = _INF
         else:
-            if plen > ID_SIZE:
-                raise ReconcileError("id prefix longer than an id")
             ts = prev[0] + code - 1
             if ts > MAX_TIMESTAMP:
                 raise ReconcileError("bound timestamp out of range")
@@ -201,47 +205,40 @@ class _Reader:
 
 
 class _Writer:
-    __slots__ = ("active", "buf", "limit", "pending", "prev_ts")
+    __slots__ = ("active", "buf", "last", "limit", "prev_ts")
 
     def __init__(self, limit: int) -> None:
         self.buf = bytearray((VERSION,))
         self.prev_ts = 0
-        self.pending: Bound | None = None  # upper bound of skipped ranges not yet written
+        self.last = _BOTTOM  # upper bound of the last range written
         self.limit = limit
         self.active = False  # has a non-skip range been written?
 
-    def skip(self, bound: Bound) -> None:
-        self.pending = bound
-
-    def _encode(self, out: bytearray, bound: Bound, mode: int, ts: int) -> int:
+    def _range(self, out: bytearray, bound: Bound, mode: int, ts: int) -> int:
         if bound[0] == _INF_TS:
-            out += b"\x00"
-            out.append(mode << 6)
+            out += b"\x00" + _varint(mode)
             return ts
-        out += _varint(bound[0] - ts + 1)
-        out.append(mode << 6 | len(bound[1]))
-        out += bound[1]
+        out += _varint(bound[0] - ts + 1) + _varint(len(bound[1]) << 3 | mode) + bound[1]
         return bound[0]
 
-    def add(self, bound: Bound, mode: int, payload: bytes, force: bool = False) -> bool:
-        """Append one range unless it would overflow the frame; returns whether it was."""
+    def add(self, piece: Piece, force: bool = False) -> bool:
+        """Append one range (skipping up to it) unless it would overflow the frame."""
+        lower, upper, mode, payload = piece
         tmp = bytearray()
         ts = self.prev_ts
-        if self.pending is not None:
-            ts = self._encode(tmp, self.pending, _SKIP, ts)
-        ts = self._encode(tmp, bound, mode, ts)
+        if lower != self.last:
+            ts = self._range(tmp, lower, _SKIP, ts)
+        ts = self._range(tmp, upper, mode, ts)
         tmp += payload
         if not force and self.active and len(self.buf) + len(tmp) + _RESERVE > self.limit:
             return False
         self.buf += tmp
-        self.prev_ts = ts
-        self.pending = None
-        self.active = True
+        self.prev_ts, self.last, self.active = ts, upper, True
         return True
 
     def finish(self) -> bytes:
-        if self.pending is not None:
-            self._encode(self.buf, self.pending, _SKIP, self.prev_ts)
+        if self.last != _INF:
+            self._range(self.buf, _INF, _SKIP, self.prev_ts)
         return bytes(self.buf)
 
 
@@ -249,7 +246,8 @@ class Reconciler:
     """One side of a reconciliation over a fixed, sorted set of items.
 
     As initiator: :meth:`initiate`, then feed each reply to :meth:`reconcile` until it returns
-    ``None`` as the next message. As responder: :meth:`respond` to each message (stateless).
+    ``None`` as the next message (one session at a time; :meth:`initiate` starts afresh). As
+    responder: :meth:`respond` to each message (stateless; sessions may interleave freely).
     """
 
     def __init__(
@@ -286,8 +284,10 @@ class Reconciler:
         self._limits = limits
         self._chunk = max(_IDLIST_THRESHOLD, min(_MAX_CHUNK, (frame_size_limit - 256) // 64))
         self._blocks: list[int] | None = None
+        self._sent: list[Piece] = []  # initiator: the ranges asked about in the last message
+        self._backlog: list[Piece] = []  # initiator: ranges that did not fit in a frame yet
 
-    # -- fingerprints ---------------------------------------------------------------------------
+    # -- fingerprints and range descriptions ----------------------------------------------------
 
     def _sum(self, lo: int, hi: int) -> int:
         return sum(map(_from_le, map(_get_id, self._items[lo:hi])))
@@ -296,69 +296,79 @@ class Reconciler:
         if hi - lo <= _BLOCK:
             return _fp(self._sum(lo, hi), hi - lo)
         blocks = self._blocks
-        if blocks is None:  # prefix sums of every _BLOCK-th item, built once
+        if blocks is None:  # prefix sums at every _BLOCK-th item, built once
             sums = accumulate(map(_from_le, map(_get_id, self._items)))
             blocks = self._blocks = [0, *islice(sums, _BLOCK - 1, None, _BLOCK)]
         a, b = lo // _BLOCK, hi // _BLOCK
         total = blocks[b] - blocks[a] + self._sum(b * _BLOCK, hi) - self._sum(a * _BLOCK, lo)
         return _fp(total, hi - lo)
 
-    # -- building answers -----------------------------------------------------------------------
+    def _index(self, bound: Bound) -> int:
+        return len(self._items) if bound == _INF else bisect_left(self._items, bound)
 
     def _bound_at(self, end: int, hi: int, upper: Bound) -> Bound:
         items = self._items
         return upper if end == hi else _minimal_bound(items[end - 1], items[end])
 
-    def _idlists(self, lo: int, hi: int, upper: Bound, size: int) -> Iterator[Piece]:
+    def _idlists(self, lo: int, hi: int, lower: Bound, upper: Bound, size: int) -> Iterator[Piece]:
         """Our ids in the range as IDLIST ranges of at most ``size`` ids each."""
         for start in range(lo, max(hi, lo + 1), size):
             end = min(start + size, hi)
+            bound = self._bound_at(end, hi, upper)
             ids = b"".join(map(_get_id, self._items[start:end]))
-            yield self._bound_at(end, hi, upper), _IDLIST, _varint(end - start) + ids, start
+            yield lower, bound, _IDLIST, _varint(end - start) + ids
+            lower = bound
 
-    def _split(self, lo: int, hi: int, upper: Bound) -> Iterator[Piece]:
+    def _split(self, lo: int, hi: int, lower: Bound, upper: Bound) -> Iterator[Piece]:
         """Answer a mismatched range: our ids if few, else fingerprints of equal buckets."""
         n = hi - lo
         if n <= _IDLIST_THRESHOLD:
-            yield from self._idlists(lo, hi, upper, _IDLIST_THRESHOLD)
+            yield from self._idlists(lo, hi, lower, upper, _IDLIST_THRESHOLD)
             return
         buckets = min(_BRANCHING, n)
         size, extra = divmod(n, buckets)
         start = lo
         for b in range(buckets):
             end = start + size + (1 if b < extra else 0)
-            yield self._bound_at(end, hi, upper), _FINGERPRINT, self._fingerprint(start, end), start
-            start = end
+            bound = self._bound_at(end, hi, upper)
+            yield lower, bound, _FINGERPRINT, self._fingerprint(start, end)
+            start, lower = end, bound
 
-    def _iddiff(self, theirs: list[bytes], lo: int, hi: int, upper: Bound) -> Iterator[Piece]:
+    def _describe(self, lower: Bound, upper: Bound) -> Piece:
+        """Our view of a range, to ask about it again."""
+        lo, hi = self._index(lower), self._index(upper)
+        if hi - lo <= _IDLIST_THRESHOLD:
+            return next(self._idlists(lo, hi, lower, upper, _IDLIST_THRESHOLD))
+        return lower, upper, _FINGERPRINT, self._fingerprint(lo, hi)
+
+    def _iddiff(
+        self, theirs: list[bytes], lo: int, hi: int, lower: Bound, upper: Bound
+    ) -> Iterator[Piece]:
         """Answer the initiator's IDLIST: what it lacks and a bitmap of what we lack."""
-        if hi - lo > self._chunk:  # we hold many it lacks: send all ours, chunked
-            yield from self._idlists(lo, hi, upper, self._chunk)
+        if max(hi - lo, len(theirs)) > self._chunk:  # it lacks most of ours: send them all
+            yield from self._idlists(lo, hi, lower, upper, self._chunk)
             return
         mine = [item[1] for item in self._items[lo:hi]]
-        their_set = set(theirs)
+        their_set, mine_set = set(theirs), set(mine)
         need = [i for i in mine if i not in their_set]
-        mine_set = set(mine)
         bits = bytearray((len(theirs) + 7) // 8)
         for k, id_ in enumerate(theirs):
             if id_ not in mine_set:
                 bits[k >> 3] |= 1 << (k & 7)
-        yield upper, _IDDIFF, _varint(len(need)) + b"".join(need) + bytes(bits), lo
+        yield lower, upper, _IDDIFF, _varint(len(need)) + b"".join(need) + bytes(bits)
 
-    # -- the state machine ----------------------------------------------------------------------
+    # -- parsing --------------------------------------------------------------------------------
 
-    def _process(self, msg: bytes, initiator: bool) -> tuple[_Writer, list[bytes], list[bytes]]:
+    def _parse(self, msg: bytes, modes: frozenset[int]) -> Iterator[Parsed]:
+        """Validate a whole message, yielding its ranges with our item indices."""
         limits = self._limits
         if len(msg) > limits.max_message_bytes:
             raise ReconcileError("message too large")
         if not msg or msg[0] != VERSION:
             raise ReconcileError("unknown protocol version")
         reader = _Reader(msg, limits)
-        writer = _Writer(self._frame)
-        have: list[bytes] = []
-        need: list[bytes] = []
         items = self._items
-        prev, lo, ranges, full = _BOTTOM, 0, 0, False
+        prev, lo, ranges = _BOTTOM, 0, 0
         while prev != _INF:
             if not reader.left():
                 raise ReconcileError("message does not reach infinity (truncated?)")
@@ -366,74 +376,108 @@ class Reconciler:
             if ranges > limits.max_ranges:
                 raise ReconcileError("too many ranges in message")
             bound, mode = reader.bound(prev)
+            if mode not in modes or (mode == _DEFER and bound != _INF):
+                raise ReconcileError(f"range mode {mode} not allowed here")
             hi = len(items) if bound == _INF else bisect_left(items, bound, lo)
-            n = hi - lo
+            ids: list[bytes] = []
+            extra = b""
             if mode == _FINGERPRINT:
-                theirs = [reader.take(FINGERPRINT_SIZE)]
-            elif mode == _IDLIST:
-                theirs = reader.ids_list(reader.varint())
-            elif mode == _IDDIFF:
-                if not initiator:
-                    raise ReconcileError("IDDIFF sent to a responder")
-                theirs = reader.ids_list(reader.varint())
-                bits = reader.take((n + 7) // 8)
-                if n % 8 and bits[-1] >> (n % 8):
+                ids = [reader.take(FINGERPRINT_SIZE)]
+            elif mode in (_IDLIST, _IDDIFF):
+                ids = reader.ids_list()
+            if mode == _IDDIFF:
+                n = hi - lo
+                extra = reader.take((n + 7) // 8)
+                if n % 8 and extra[-1] >> (n % 8):
                     raise ReconcileError("IDDIFF bitmap padding not zero")
-            pieces: Iterator[Piece] | None = None
-            if full or mode == _SKIP:  # once the frame is full, the rest is only validated
-                pass
-            elif mode == _FINGERPRINT:
-                if theirs[0] != self._fingerprint(lo, hi):
-                    pieces = self._split(lo, hi, bound)
-            elif mode == _IDDIFF:
-                need.extend(theirs)
-                have.extend(items[lo + k][1] for k in range(n) if bits[k >> 3] >> (k & 7) & 1)
-            elif not initiator:
-                pieces = self._iddiff(theirs, lo, hi, bound)
-            else:
-                mine = [item[1] for item in items[lo:hi]]
-                their_set, mine_set = set(theirs), set(mine)
-                have.extend(i for i in mine if i not in their_set)
-                need.extend(i for i in dict.fromkeys(theirs) if i not in mine_set)
-            if full:
-                pass
-            elif pieces is None:
-                writer.skip(bound)
-            else:
-                for piece_bound, piece_mode, payload, start in pieces:
-                    if not writer.add(piece_bound, piece_mode, payload):
-                        # Frame full: hand back the rest of the key space as one fingerprint.
-                        rest = self._fingerprint(start, len(items))
-                        writer.add(_INF, _FINGERPRINT, rest, force=True)
-                        full = True
-                        break
+            yield prev, bound, lo, hi, mode, ids, extra
             prev, lo = bound, hi
         if reader.left():
             raise ReconcileError("trailing bytes after the infinite bound")
-        return writer, have, need
 
-    def _guarded(self, msg: bytes, initiator: bool) -> tuple[_Writer, list[bytes], list[bytes]]:
-        data = bytes(msg)
-        try:
-            return self._process(data, initiator)
-        except ReconcileError:
-            raise
-        except (IndexError, ValueError, OverflowError, KeyError) as exc:
-            raise ReconcileError(f"malformed message: {exc}") from exc
+    # -- the two roles --------------------------------------------------------------------------
 
     def initiate(self) -> bytes:
         """The first message: one fingerprint over the whole key space."""
+        first = (_BOTTOM, _INF, _FINGERPRINT, self._fingerprint(0, len(self._items)))
+        self._sent, self._backlog = [first], []
         writer = _Writer(self._frame)
-        writer.add(_INF, _FINGERPRINT, self._fingerprint(0, len(self._items)), force=True)
+        writer.add(first, force=True)
         return writer.finish()
 
     def reconcile(self, msg: bytes) -> tuple[bytes | None, list[bytes], list[bytes]]:
         """Process the responder's reply. Returns (next_message or None when done, have_ids,
         need_ids): have_ids the initiator has and the responder lacks, need_ids the responder
         has and the initiator lacks (both found in this round)."""
-        writer, have, need = self._guarded(msg, True)
-        return (writer.finish() if writer.active else None), have, need
+        try:
+            return self._reconcile(bytes(msg))
+        except (IndexError, ValueError, OverflowError, KeyError) as exc:
+            raise ReconcileError(f"malformed message: {exc}") from exc
 
     def respond(self, msg: bytes) -> bytes:
         """Answer one initiator message (stateless: all state is in the message)."""
-        return self._guarded(msg, False)[0].finish()
+        try:
+            return self._respond(bytes(msg))
+        except (IndexError, ValueError, OverflowError, KeyError) as exc:
+            raise ReconcileError(f"malformed message: {exc}") from exc
+
+    def _reconcile(self, msg: bytes) -> tuple[bytes | None, list[bytes], list[bytes]]:
+        items, sent = self._items, self._sent
+        new: list[Piece] = []
+        have: list[bytes] = []
+        need: list[bytes] = []
+        k, progress = 0, False
+        for lower, upper, lo, hi, mode, ids, bits in self._parse(msg, _REPLY_MODES):
+            if mode == _SKIP:
+                continue
+            if mode == _DEFER:
+                if not progress:
+                    raise ReconcileError("DEFER without progress")
+                for piece in sent:  # ask again about everything not looked at
+                    if piece[1] > lower:
+                        new.append(piece if piece[0] >= lower else self._describe(lower, piece[1]))
+                continue
+            while k < len(sent) and sent[k][1] <= lower:
+                k += 1
+            if k == len(sent) or not sent[k][0] <= lower < upper <= sent[k][1]:
+                raise ReconcileError("reply works on a range that was not asked about")
+            progress = True
+            if mode == _FINGERPRINT:
+                if ids[0] != self._fingerprint(lo, hi):
+                    new.extend(self._split(lo, hi, lower, upper))
+            elif mode == _IDLIST:
+                mine = [item[1] for item in items[lo:hi]]
+                their_set, mine_set = set(ids), set(mine)
+                have.extend(i for i in mine if i not in their_set)
+                need.extend(i for i in dict.fromkeys(ids) if i not in mine_set)
+            else:  # IDDIFF
+                need.extend(ids)
+                have.extend(items[lo + j][1] for j in range(hi - lo) if bits[j >> 3] >> (j & 7) & 1)
+        writer = _Writer(self._frame)
+        pending = list(merge(new, self._backlog, key=itemgetter(0)))
+        for n, piece in enumerate(pending):
+            if not writer.add(piece):
+                self._sent, self._backlog = pending[:n], pending[n:]
+                break
+        else:
+            self._sent, self._backlog = pending, []
+        return (writer.finish() if pending else None), have, need
+
+    def _respond(self, msg: bytes) -> bytes:
+        writer = _Writer(self._frame)
+        full = False
+        for lower, upper, lo, hi, mode, ids, _ in self._parse(msg, _REQUEST_MODES):
+            if full or mode == _SKIP:
+                continue  # past a full frame the rest is only validated
+            if mode == _FINGERPRINT:
+                if ids[0] == self._fingerprint(lo, hi):
+                    continue
+                pieces = self._split(lo, hi, lower, upper)
+            else:
+                pieces = self._iddiff(ids, lo, hi, lower, upper)
+            for piece in pieces:
+                if not writer.add(piece):
+                    writer.add((piece[0], _INF, _DEFER, b""), force=True)
+                    full = True
+                    break
+        return writer.finish()

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 

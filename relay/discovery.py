@@ -23,11 +23,12 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import ifaddr
+from zeroconf import IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
 from estafet.crypto.keys import key_id, verify_signature
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
-from zeroconf import IPVersion, ServiceStateChange
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 if TYPE_CHECKING:
     from .node import Node
@@ -205,7 +206,7 @@ class Discovery:
             public, port = b["key"], int(b["port"])
         except (ProtocolError, KeyError, TypeError, ValueError):
             return
-        if not isinstance(public, bytes) or not 0 < port < 65536:
+        if not isinstance(public, bytes) or not isinstance(sig, bytes) or not 0 < port < 65536:
             return
         if not verify_signature(public, BEACON_DOMAIN + content, sig):
             return

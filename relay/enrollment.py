@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
+
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.keys import SigningKey, key_id
 from estafet.crypto.trust import TrustStore

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
@@ -347,6 +348,10 @@ class Node:
 
         host, port = parse_hostport(self.config.listen)
         app = make_app(self)
+        if self.hook is None:
+            from .recap import add_recap_routes
+
+            add_recap_routes(app)
         for add in self.extra_routes:
             add(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
@@ -452,7 +457,7 @@ class Node:
                 assert self.http is not None
                 try:
                     await SyncSession(self, peer).run()
-                except Exception as exc:  # noqa: BLE001 - e.g. disk full: never end the loop
+                except Exception as exc:  # e.g. disk full: never let the loop end
                     log.exception("sync with %s failed", peer.label)
                     self.peer_failed(peer, f"{type(exc).__name__}: {exc}")
             uplinks = [p for p in self.peers.values() if p.is_central]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
+
 from estafet.crypto.trust import Verified
 from estafet.protocol.objects import (
     CertificateBody,
@@ -448,6 +449,28 @@ class Store:
                 sdb.add_blob(sha, ref[0], now)
             except StoreError:
                 continue
+        self._finish_partials(now)
+
+    def _finish_partials(self, now: int) -> None:
+        """A crash after a transfer's last byte but before its rename leaves a full-size partial
+        file; resuming from its size would ask for nothing, so finish (or drop) it here."""
+        sdb = self._write_db
+        for part in list(self.blobs.partial_dir.iterdir()):
+            try:
+                sha = bytes.fromhex(part.name.removesuffix(".part"))
+            except ValueError:
+                part.unlink(missing_ok=True)
+                continue
+            ref = sdb.photo(sha)
+            size = part.stat().st_size
+            if ref is None or sdb.has_blob(sha) or size > ref[0]:
+                part.unlink(missing_ok=True)
+            elif size == ref[0]:
+                try:
+                    self.blobs.finish(sha, size)  # deletes the partial when it does not match
+                    sdb.add_blob(sha, size, now)
+                except StoreError:
+                    continue
 
     def sync_db(self) -> StoreDB:
         """The writer-side StoreDB for blocking callers that own the store (CLI, tests)."""

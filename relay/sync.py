@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
 from estafet.protocol.objects import FETCH_PRIORITY, decode_envelope
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from estafet.crypto.keyfile import decrypt_key, encrypt_key
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore
 from estafet.protocol import codec
 from estafet.protocol.form import check_form, parse_form
 from estafet.protocol.objects import LOG_GENESIS, ReceiptBody, RevokedEntry, log_entry_hash
-
 from tests.kit import NOW, TPS_A, World, form_json
 
 ROOT = Path(__file__).resolve().parents[1]

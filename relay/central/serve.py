@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
+
 from estafet.relay.accept import accept_one
 from estafet.relay.errors import ConfigError
 from estafet.relay.home import NodeConfig

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from aiohttp import web
+
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
 

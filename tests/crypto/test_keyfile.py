@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from estafet.crypto.errors import CryptoError, KeyFileError
 from estafet.crypto.keyfile import (
     FORMAT,
@@ -16,9 +19,6 @@ from estafet.crypto.keyfile import (
     plain_key,
 )
 from estafet.protocol import codec
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.kit import seeded_key
 from tests.vectors.make_vectors import HERE, build_keyfile
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
+
 from estafet.crypto.errors import REASONS, VerifyError
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
@@ -24,7 +25,6 @@ from estafet.protocol.objects import (
     make_content,
     signing_message,
 )
-
 from tests.kit import DAY, NOW, TPS_A, TPS_B, World, kotabaru_manifest, photo_bytes, seeded_key
 
 W = World()

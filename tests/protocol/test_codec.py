@@ -7,11 +7,12 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from estafet.protocol import codec
 from estafet.protocol.codec import Limits, decode, encode
 from estafet.protocol.errors import DecodeError
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=200, deadline=None)
 

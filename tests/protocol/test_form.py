@@ -13,6 +13,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from estafet.protocol.errors import FormError, SchemaError
 from estafet.protocol.form import (
     MAX_COUNT,
@@ -25,9 +28,6 @@ from estafet.protocol.form import (
 )
 from estafet.protocol.manifest import Manifest, Tps
 from estafet.protocol.photos import MAX_PHOTO_BYTES, PhotoRef, check_photos, sniff_type
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.kit import TPS_A, TPS_B, form_json, kotabaru_manifest
 
 KOTABARU = kotabaru_manifest()

@@ -7,6 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.keys import verify_signature
 from estafet.crypto.seal import seal
@@ -31,9 +34,6 @@ from estafet.protocol.objects import (
     receipt_log_ok,
     signing_message,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.kit import NOW, TPS_A, World, seeded_key
 from tests.vectors.make_vectors import HERE, build, render, small_manifest
 

@@ -38,7 +38,11 @@ async def test_phone_relay_gateway(tmp_path: Path) -> None:
         rep = await phone.sync_now(f"http://127.0.0.1:{relay.port}")
         assert rep.ok, rep.error
         assert rep.pushed >= 2
-        assert rep.blobs_out == 6
+        # the relay may also dial back the phone it just heard from and pull some photos
+        # itself; either way it must end holding all six
+        relay_missing = await relay.store.read(StoreDB.missing_photos, 10)
+        assert relay_missing == []
+        assert (await relay.store.read(StoreDB.counts))["blobs"] == 6
         rep2 = await relay.sync_now(f"http://127.0.0.1:{gateway.port}")
         assert rep2.ok, rep2.error
         held = await gateway.store.read(StoreDB.has, ids)
@@ -51,3 +55,32 @@ async def test_phone_relay_gateway(tmp_path: Path) -> None:
     finally:
         for n in (phone, relay, gateway):
             await n.stop()
+
+
+async def test_gateway_recap_offline(tmp_path: Path) -> None:
+    """A PPK gateway shows the kecamatan recap from the signed results it holds."""
+    import aiohttp
+
+    world = World()
+    phone = make_node(world, tmp_path, "phone", role="kpps-chair", scope=(TPS_A,))
+    gateway = make_node(world, tmp_path, "gw", role="gateway", scope=("630214",))
+    submit_result(phone.store, phone.key, world.root.public, form_json("bupati"),
+                  _photos(tmp_path, "b"), world.now)  # fmt: skip
+    await phone.start()
+    await gateway.start()
+    try:
+        assert (await phone.sync_now(f"http://127.0.0.1:{gateway.port}")).ok
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{gateway.port}/api/status") as r:
+                view = await r.json()
+            async with http.get(f"http://127.0.0.1:{gateway.port}/") as r:
+                html = await r.text()
+        bupati = next(e for e in view["elections"] if e["kind"] == "bupati")
+        assert bupati["tally"] == {"1": 101, "2": 80, "3": 23}
+        kec = next(k for k in bupati["kecamatan"] if k["code"] == "630214")
+        assert kec["tps_accepted"] == 1
+        assert kec["tps_photos_complete"] == 1
+        assert "Hampang" in html
+    finally:
+        await phone.stop()
+        await gateway.stop()

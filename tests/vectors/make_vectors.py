@@ -31,7 +31,6 @@ from estafet.protocol.objects import (
     log_entry_hash,
     signing_message,
 )
-
 from tests.kit import NOW, TPS_A, TPS_B, World, seeded_key
 
 HERE = Path(__file__).resolve().parent

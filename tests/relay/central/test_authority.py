@@ -8,13 +8,13 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from estafet.crypto.keyfile import is_encrypted
 from estafet.crypto.keys import key_id
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, RevocationBody, decode_envelope
 from estafet.relay.central.authority import init_central, load_authority, revoke
 from estafet.relay.central.errors import AuthorityError
-
 from tests.kit import DAY, NOW, kotabaru_manifest
 
 PASS = "kpu kotabaru 2024"

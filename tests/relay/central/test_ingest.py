@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore
 from estafet.protocol import codec
@@ -18,7 +19,6 @@ from estafet.protocol.objects import (
 )
 from estafet.relay.central.authority import Authority
 from estafet.relay.central.ingest import Central
-
 from tests.kit import DAY, NOW, TPS_A, TPS_B, World
 
 from .conftest import photo_hashes, result

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 from estafet.protocol.objects import log_entry_hash
 from estafet.relay.central.errors import LogError
 from estafet.relay.central.ingest import Central
-
 from tests.kit import NOW, TPS_B, World
 
 from .conftest import result

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from estafet.relay.central.errors import ManifestFileError
 from estafet.relay.central.manifest_file import load_manifest_file
-
 from tests.kit import FIXTURES, kotabaru_manifest
 
 

@@ -7,11 +7,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+
 from estafet.crypto.trust import Verified
 from estafet.protocol.objects import Envelope
 from estafet.relay.central.ingest import Central
 from estafet.relay.central.tally import resolve_slot, tally_from_results
-
 from tests.kit import NOW, World
 
 from .conftest import photo_hashes, result, world_authority
