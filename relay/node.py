@@ -261,8 +261,20 @@ class Node:
             if hasattr(peer, k) and v is not None and v != "":
                 setattr(peer, k, v)
         if info.get("central_ok"):
+            # a neighbour reaches the centre: maybe we can too; try our uplink now
+            for p in self.peers.values():
+                if p.is_central:
+                    p.backoff_until = 0
             self._wake.set()
         return peer
+
+    def network_changed(self) -> None:
+        """Our addresses changed (we walked): every peer deserves a fresh try at once."""
+        for p in self.peers.values():
+            p.backoff_until = 0
+            p.info_at = 0
+        log.info("network changed; retrying every peer")
+        self._wake.set()
 
     def peer_failed(self, peer: Peer, error: str, penalise: bool = False) -> None:
         peer.failures += 1
@@ -440,12 +452,18 @@ class Node:
             await self.store.write(save)
 
     async def _scheduler(self) -> None:
+        from .discovery import local_ipv4
         from .sync import SyncSession
 
+        addrs = {str(i) for i in local_ipv4()}
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.sync_interval)
             self._wake.clear()
+            now_addrs = {str(i) for i in local_ipv4()}
+            if now_addrs != addrs:
+                addrs = now_addrs
+                self.network_changed()
             if self._stopping:
                 return
             now = self.clock()

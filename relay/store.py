@@ -246,6 +246,15 @@ class StoreDB:
         ).fetchone()
         return bytes(row[0]) if row else None
 
+    def with_state(self, ids: Iterable[bytes], state: str) -> set[bytes]:
+        """Those of ``ids`` whose delivery state is ``state``."""
+        out: set[bytes] = set()
+        for i in ids:
+            row = self.db.execute("SELECT state FROM objects WHERE id = ?", [i]).fetchone()
+            if row and row[0] == state:
+                out.add(i)
+        return out
+
     def pending_ids(self) -> list[bytes]:
         rows = self.db.execute("SELECT id FROM objects WHERE state = 'pending' ORDER BY created")
         return [bytes(r[0]) for r in rows]

@@ -228,7 +228,9 @@ class SyncSession:
             )
 
     async def _push(self, have: list[bytes]) -> None:
-        raws = await self.node.store.read(StoreDB.get_raw, have)
+        # an object the central server refused is recorded with its reason, never re-sent
+        refused = await self.node.store.read(StoreDB.with_state, have, "rejected")
+        raws = await self.node.store.read(StoreDB.get_raw, [i for i in have if i not in refused])
         raws.sort(key=_priority)
         batch: list[bytes] = []
         size = 0
@@ -249,7 +251,8 @@ class SyncSession:
                 held.append(r.get("id"))
         ids = [i for i in held if isinstance(i, bytes)]
         await self.node.store.write(StoreDB.add_holders, ids, self.peer.label)
-        await self.node.store.write(StoreDB.mark_pushed, ids, self.node.now())
+        if self.peer.is_central:
+            await self.node.store.write(StoreDB.mark_pushed, ids, self.node.now())
         self.report.pushed += len(ids)
         self.node.stats.objects_out += len(ids)
         receipts = wire.bin_list(body.get("receipts", []))
