@@ -21,7 +21,14 @@ from estafet.relay.central.serve import open_central, tls_context
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.home import parse_hostport
 
-from .common import friendly, get_passphrase, home_option, passphrase_option, resolve_home
+from .common import (
+    LOG_LEVELS,
+    friendly,
+    get_passphrase,
+    home_option,
+    passphrase_option,
+    resolve_home,
+)
 
 DAY = 86_400
 
@@ -62,12 +69,23 @@ def _open(h: Path, passphrase_file: Path | None) -> Central:
 
 @central.command("codes")
 @home_option
-@click.option("--role", required=True, type=click.Choice([*TPS_ROLES, *SCOPED_ROLES]))
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice([*TPS_ROLES, *SCOPED_ROLES]),
+    help="The role the codes enroll (kpps-* and witness per TPS; relay, gateway per device).",
+)
 @click.option("--tps", "tps", multiple=True, help="A TPS code (repeatable) for TPS roles.")
 @click.option("--all-tps", is_flag=True, help="One code for every TPS in the manifest.")
 @click.option("--count", type=click.IntRange(1, 10_000), help="N device codes (relay, gateway).")
 @click.option("--scope", default=None, help="Region prefix for relay/gateway codes.")
-@click.option("--expires-days", type=click.IntRange(1, 60), default=3, show_default=True)
+@click.option(
+    "--expires-days",
+    type=click.IntRange(1, 60),
+    default=3,
+    show_default=True,
+    help="Days until an unused code expires.",
+)
 @passphrase_option
 @friendly
 def central_codes(
@@ -116,9 +134,23 @@ def central_trust(home: Path | None) -> None:
 @central.command("serve")
 @home_option
 @click.option("--listen", default="0.0.0.0:8443", show_default=True, help="HOST:PORT.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="PEM certificate chain: serve HTTPS (with --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="PEM private key for --tls-cert.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="How much to log (JSON lines on stderr when it is not a terminal).",
+)
 @passphrase_option
 @friendly
 def central_serve(

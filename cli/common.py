@@ -18,6 +18,7 @@ from estafet.relay.errors import RelayError
 from estafet.relay.home import default_home
 
 F = TypeVar("F", bound=Callable[..., Any])
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def home_option(f: F) -> F:

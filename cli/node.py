@@ -22,7 +22,15 @@ from estafet.relay.local import endorse, submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import Store
 
-from .common import friendly, get_passphrase, home_option, passphrase_option, resolve_home, short
+from .common import (
+    LOG_LEVELS,
+    friendly,
+    get_passphrase,
+    home_option,
+    passphrase_option,
+    resolve_home,
+    short,
+)
 
 
 def _open_key(home: Home, passphrase_file: Path | None) -> Any:
@@ -155,7 +163,13 @@ def node_enroll(
 @click.option("--listen", default=None, help="Override the configured HOST:PORT.")
 @click.option("--central", default=None, help="Override the configured central URL.")
 @click.option("--peer", "peers", multiple=True, help="Add a static peer HOST:PORT.")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="How much to log (JSON lines on stderr when it is not a terminal).",
+)
 @passphrase_option
 @friendly
 def node_run(
@@ -364,7 +378,13 @@ def bundle() -> None:
 
 @bundle.command("export")
 @home_option
-@click.option("--to", "to", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write into (the stick's mount point); estafet-bundle/ is made there.",
+)
 @friendly
 def bundle_export(home: Path | None, to: Path) -> None:
     """Write undelivered objects and their photos as files."""
@@ -382,7 +402,11 @@ def bundle_export(home: Path | None, to: Path) -> None:
 @bundle.command("import")
 @home_option
 @click.option(
-    "--from", "src", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path)
+    "--from",
+    "src",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Folder holding estafet-bundle/ (the stick's mount point).",
 )
 @friendly
 def bundle_import(home: Path | None, src: Path) -> None:
@@ -440,19 +464,30 @@ def verify(trust_file: Path, path: Path) -> None:
         except ProtocolError:
             return 9
 
-    now, bad = int(time.time()), 0
-    for f, raw in sorted(raws, key=prio):
-        try:
-            v = trust.verify(raw, now)
-            trust.learn(v)
-            click.echo(
-                f"valid   {f.name}: {v.kind} {v.envelope.tps} {v.envelope.election} "
-                f"signed by {v.signer.role} {short(v.signer.key_id)}"
-            )
-        except VerifyError as exc:
-            bad += 1
-            click.echo(f"INVALID {f.name}: {exc}")
     if not files:
         raise click.ClickException(f"no .obj files in {path}")
-    if bad:
+    # Several passes: a certificate may only verify once the certificate that issued it is
+    # learned, and files are not named in chain order.
+    now = int(time.time())
+    pending = sorted(raws, key=prio)
+    failed: list[tuple[Path, bytes, VerifyError]] = []
+    while pending:
+        failed = []
+        for f, raw in pending:
+            try:
+                v = trust.verify(raw, now)
+            except VerifyError as exc:
+                failed.append((f, raw, exc))
+                continue
+            trust.learn(v)
+            what = " ".join(x for x in (v.kind, v.envelope.tps, v.envelope.election) if x)
+            click.echo(
+                f"valid   {f.name}: {what} signed by {v.signer.role} {short(v.signer.key_id)}"
+            )
+        if len(failed) == len(pending):
+            break
+        pending = [(f, raw) for f, raw, _ in failed]
+    for f, _, why in failed:
+        click.echo(f"INVALID {f.name}: {why}")
+    if failed:
         raise SystemExit(1)

@@ -52,12 +52,19 @@ Payloads: SKIP and DEFER none; FINGERPRINT 16 bytes; IDLIST ``varint(n)`` + n 32
 IDDIFF ``varint(n)`` + n 32-byte ids + ``ceil(k/8)`` bitmap bytes, bit ``i`` (LSB first of byte
 ``i // 8``) for the initiator's ``i``-th id in the range, k its count there, padding bits 0.
 Varints are unsigned LEB128, minimal, at most 10 bytes, below ``2**64``; bounds strictly
-increase. Incoming messages are capped by :class:`Limits`; every count is checked against the
-remaining bytes before allocating; anything malformed raises :class:`ReconcileError` only.
+increase. Incoming messages are capped by :class:`Limits` (which also cap what we send); every
+count is checked against the remaining bytes before allocating; anything malformed raises
+:class:`ReconcileError` only.
+
+Caveats: sum fingerprints are not collision resistant for crafted ids (``{1, 4}`` and
+``{2, 3}`` sum alike; negentropy shares this); with SHA-256 ids nobody controls the chance is
+negligible, but a party able to grind many ids could hide differences in a range. A hostile
+responder can keep an initiator busy (or lie about what it has): callers cap round trips.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
@@ -205,13 +212,15 @@ class _Reader:
 
 
 class _Writer:
-    __slots__ = ("active", "buf", "last", "limit", "prev_ts")
+    __slots__ = ("active", "buf", "ids", "last", "limit", "limits", "prev_ts", "ranges")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, limits: Limits) -> None:
         self.buf = bytearray((VERSION,))
         self.prev_ts = 0
         self.last = _BOTTOM  # upper bound of the last range written
-        self.limit = limit
+        self.limit = min(limit, limits.max_message_bytes)
+        self.limits = limits
+        self.ranges = self.ids = 0
         self.active = False  # has a non-skip range been written?
 
     def _range(self, out: bytearray, bound: Bound, mode: int, ts: int) -> int:
@@ -225,16 +234,24 @@ class _Writer:
         """Append one range (skipping up to it) unless it would overflow the frame."""
         lower, upper, mode, payload = piece
         tmp = bytearray()
-        ts = self.prev_ts
+        ts, ranges, ids = self.prev_ts, self.ranges + 1, self.ids + len(payload) // ID_SIZE
         if lower != self.last:
-            ts = self._range(tmp, lower, _SKIP, ts)
+            ts, ranges = self._range(tmp, lower, _SKIP, ts), ranges + 1
         ts = self._range(tmp, upper, mode, ts)
         tmp += payload
-        if not force and self.active and len(self.buf) + len(tmp) + _RESERVE > self.limit:
+        full = len(self.buf) + len(tmp) + _RESERVE > self.limit  # keep room to close:
+        full |= ranges >= self.limits.max_ranges or ids > self.limits.max_ids_per_message
+        if full and self.active and not force:
             return False
         self.buf += tmp
         self.prev_ts, self.last, self.active = ts, upper, True
+        self.ranges, self.ids = ranges, ids
         return True
+
+    def defer(self, lower: Bound) -> None:
+        """Close with DEFER from ``lower`` (from the last range if no room for a skip)."""
+        lower = lower if self.ranges + 2 <= self.limits.max_ranges else self.last
+        self.add((lower, _INF, _DEFER, b""), force=True)
 
     def finish(self) -> bytes:
         if self.last != _INF:
@@ -257,32 +274,29 @@ class Reconciler:
         frame_size_limit: int = 60_000,
         limits: Limits = Limits(),
     ) -> None:
-        if frame_size_limit < _MIN_FRAME:
-            raise ValueError(f"frame_size_limit must be at least {_MIN_FRAME}")
+        if min(frame_size_limit, limits.max_message_bytes) < _MIN_FRAME:
+            raise ValueError(f"frame_size_limit and max_message_bytes must be >= {_MIN_FRAME}")
+        if limits.max_ranges < 3 or limits.max_ids_per_message < _IDLIST_THRESHOLD:
+            raise ValueError("limits too small to make progress")
         copied = list(items)
         prev: tuple[int, bytes] = (-1, b"")
         try:
             for item in copied:
                 ts, id_ = item
-                if not (
-                    prev < item
-                    and type(item) is tuple
-                    and type(ts) is int
-                    and type(id_) is bytes
-                    and len(id_) == ID_SIZE
-                ):
+                if not (prev < item and type(item) is tuple and type(ts) is int):
+                    raise ValueError
+                if type(id_) is not bytes or len(id_) != ID_SIZE:
                     raise ValueError
                 prev = item
         except (TypeError, ValueError):
-            raise ValueError(
-                "items must be (int timestamp, 32-byte id) tuples, strictly sorted"
-            ) from None
+            raise ValueError("items must be sorted (int, 32-byte id) tuples") from None
         if copied and not (copied[0][0] >= 0 and copied[-1][0] <= MAX_TIMESTAMP):
             raise ValueError("timestamps must lie in 0 .. 2**40")
         self._items: list[Item] = copied
-        self._frame = frame_size_limit
+        self._frame = frame = min(frame_size_limit, limits.max_message_bytes)
         self._limits = limits
-        self._chunk = max(_IDLIST_THRESHOLD, min(_MAX_CHUNK, (frame_size_limit - 256) // 64))
+        room = min(_MAX_CHUNK, (frame - 256) // 64, limits.max_ids_per_message)
+        self._chunk = max(_IDLIST_THRESHOLD, room)
         self._blocks: list[int] | None = None
         self._sent: list[Piece] = []  # initiator: the ranges asked about in the last message
         self._backlog: list[Piece] = []  # initiator: ranges that did not fit in a frame yet
@@ -397,11 +411,18 @@ class Reconciler:
 
     # -- the two roles --------------------------------------------------------------------------
 
+    def session(self) -> Reconciler:
+        """A new initiator over the same items, sharing the built sums: one Reconciler may
+        answer any number of responder calls while each initiator session has its own."""
+        other = copy.copy(self)
+        other._sent, other._backlog = [], []
+        return other
+
     def initiate(self) -> bytes:
         """The first message: one fingerprint over the whole key space."""
         first = (_BOTTOM, _INF, _FINGERPRINT, self._fingerprint(0, len(self._items)))
         self._sent, self._backlog = [first], []
-        writer = _Writer(self._frame)
+        writer = _Writer(self._frame, self._limits)
         writer.add(first, force=True)
         return writer.finish()
 
@@ -451,9 +472,10 @@ class Reconciler:
                 have.extend(i for i in mine if i not in their_set)
                 need.extend(i for i in dict.fromkeys(ids) if i not in mine_set)
             else:  # IDDIFF
-                need.extend(ids)
+                mine_set = {item[1] for item in items[lo:hi]}
+                need.extend(i for i in dict.fromkeys(ids) if i not in mine_set)
                 have.extend(items[lo + j][1] for j in range(hi - lo) if bits[j >> 3] >> (j & 7) & 1)
-        writer = _Writer(self._frame)
+        writer = _Writer(self._frame, self._limits)
         pending = list(merge(new, self._backlog, key=itemgetter(0)))
         for n, piece in enumerate(pending):
             if not writer.add(piece):
@@ -464,7 +486,7 @@ class Reconciler:
         return (writer.finish() if pending else None), have, need
 
     def _respond(self, msg: bytes) -> bytes:
-        writer = _Writer(self._frame)
+        writer = _Writer(self._frame, self._limits)
         full = False
         for lower, upper, lo, hi, mode, ids, _ in self._parse(msg, _REQUEST_MODES):
             if full or mode == _SKIP:
@@ -477,7 +499,7 @@ class Reconciler:
                 pieces = self._iddiff(ids, lo, hi, lower, upper)
             for piece in pieces:
                 if not writer.add(piece):
-                    writer.add((piece[0], _INF, _DEFER, b""), force=True)
+                    writer.defer(piece[0])
                     full = True
                     break
         return writer.finish()

@@ -66,10 +66,14 @@ def accept_batch(
     """Verify and store ``raws``; see the module docstring. Blocking (writer thread)."""
     order = sorted(range(len(raws)), key=lambda i: _priority(raws[i]))
     out: list[Outcome | None] = [None] * len(raws)
-    for i in order:
-        out[i] = accept_one(
-            sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now, hook=hook
-        )
+    # one transaction for the batch (each object's own is a savepoint inside it): one fsync per
+    # batch instead of one or two per object, which bounded a batch at a few hundred per second.
+    # The caller answers (or marks objects held) only after this returns, i.e. after the commit.
+    with sdb.db.atomic():
+        for i in order:
+            out[i] = accept_one(
+                sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now, hook=hook
+            )
     return [o for o in out if o is not None]
 
 

@@ -152,7 +152,7 @@ async def blobs_want(request: web.Request) -> web.Response:
     def want(sdb: StoreDB) -> list[list[object]]:
         out: list[list[object]] = []
         for sha in shas:
-            ref = sdb.photo(sha)
+            ref = sdb.photo(sha, node.hook is not None)
             if ref is None or not ref[1] or sdb.has_blob(sha):
                 continue
             out.append([sha, sdb.blobs.partial_size(sha)])
@@ -185,23 +185,42 @@ async def blob_get(request: web.Request) -> web.StreamResponse:
 async def blob_put(request: web.Request) -> web.Response:
     node = request.app[NODE]
     sha = _sha(request)
-    ref = await node.store.read(StoreDB.photo, sha)
-    if ref is None:
-        raise web.HTTPForbidden(text="no result held here names this blob")
-    total, wanted = ref
-    if not wanted or await node.store.read(StoreDB.has_blob, sha):
-        return _msgpack({"have": total, "complete": True})
     try:
         offset = int(request.headers.get("X-Estafet-Offset", "0"))
     except ValueError as exc:
         raise web.HTTPBadRequest(text="X-Estafet-Offset must be a number") from exc
-    if request.content_length is not None and offset + request.content_length > total:
-        raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
-    await node.store.write(lambda sdb: sdb.make_room(total - offset))
-    try:
-        have = await node.receive_blob(sha, total, offset, request.content, _peer_label(request))
-    except BlobMismatch as exc:
-        raise web.HTTPUnprocessableEntity(text=str(exc)) from exc
+    if offset < 0:
+        raise web.HTTPBadRequest(text="X-Estafet-Offset must not be negative")
+    # aiohttp cancels the handler of a client that went away; the upload runs in a task of the
+    # node's instead, so the bytes that did arrive are written and the next attempt resumes
+    # after them (see .stream)
+    task = node.spawn(_upload(request, sha, offset), "blob-upload")
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Task[web.Response]) -> None:
+    if not task.cancelled():
+        task.exception()  # the handler may be gone: the error was logged by whoever raised it
+
+
+async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response:
+    node = request.app[NODE]
+    async with asyncio.timeout(HANDLER_DEADLINE):
+        ref = await node.store.read(StoreDB.photo, sha, node.hook is not None)
+        if ref is None:
+            raise web.HTTPForbidden(text="no result held here names this blob")
+        total, wanted = ref
+        if not wanted or await node.store.read(StoreDB.has_blob, sha):
+            return _msgpack({"have": total, "complete": True})
+        if request.content_length is not None and offset + request.content_length > total:
+            raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
+        await node.store.write(lambda sdb: sdb.make_room(total - offset))
+        try:
+            have = await node.receive_blob(sha, total, offset, request.content,
+                                           _peer_label(request))  # fmt: skip
+        except BlobMismatch as exc:
+            raise web.HTTPUnprocessableEntity(text=str(exc)) from exc
     return _msgpack({"have": have, "complete": have == total})
 
 

@@ -38,7 +38,8 @@ SERVICE = "_estafet._tcp.local."
 BEACON_PORT = 7421
 BEACON_EVERY = 10.0
 BEACON_DOMAIN = b"estafet/beacon/v1\x00"
-BEACON_LIMITS = codec.Limits(max_bytes=1024, max_str=64, max_bin=64, max_array=4, max_map=8)
+# max_bin covers the signed content itself (~80 bytes: key, port, role, scope, up) in the outer map
+BEACON_LIMITS = codec.Limits(max_bytes=1024, max_str=64, max_bin=512, max_array=4, max_map=8)
 
 
 def local_ipv4() -> list[ipaddress.IPv4Interface]:
@@ -140,7 +141,7 @@ class Discovery:
         key = props.get("key", "")
         if key == self.node.key_hex or not info.port:
             return
-        for addr in info.parsed_addresses(IPVersion.V4Only):
+        for addr in _reachable_first(info.parsed_addresses(IPVersion.V4Only)):
             self.node.add_peer(
                 f"http://{addr}:{info.port}",
                 "mdns",
@@ -273,6 +274,20 @@ class Discovery:
                 if host != iface.ip:
                     jobs.append(probe(str(host)))
         await asyncio.gather(*jobs)
+
+
+def _reachable_first(addrs: list[str]) -> list[str]:
+    """A multi-homed peer (a gateway on the PPK LAN and the uplink) announces every address:
+    put those on one of our own subnets first, the one we can reach without a route."""
+    nets = [i.network for i in local_ipv4()]
+
+    def on_link(a: str) -> bool:
+        try:
+            return any(ipaddress.IPv4Address(a) in n for n in nets)
+        except ValueError:
+            return False
+
+    return sorted(addrs, key=lambda a: not on_link(a))
 
 
 def _is_hex(value: str | None) -> bool:

@@ -34,10 +34,10 @@ from estafet.protocol.reconcile import Reconciler, fingerprint
 
 from .accept import IngestHook, load_trust
 from .api import make_app
-from .blobs import CHUNK
 from .errors import BlobMismatch, ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
 from .store import Store, StoreDB
+from .stream import ReadAhead
 
 log = logging.getLogger("estafet.node")
 MAX_BACKOFF = 300.0
@@ -118,7 +118,7 @@ class Node:
         self._stopping = False
         self.discovery: Any = None
         self.ssl_context: Any = None
-        self.on_blob: Callable[[bytes], None] | None = None
+        self.on_blob: Callable[[bytes, int], list[bytes]] | None = None
         self.extra_routes: list[Callable[[web.Application], None]] = []
         self._load_identity()
 
@@ -170,14 +170,14 @@ class Node:
         version, items = await self.store.read(build)
         cached = self._rec_cache.get(scope)
         if items is None and cached is not None:
-            return Reconciler(cached[2]) if initiator else cached[1]
+            return cached[1].session() if initiator else cached[1]
         if items is None:  # evicted from the cache meanwhile
             items = await self.store.read(StoreDB.items, scope)
         rec = Reconciler(items)
         self._rec_cache[scope] = (version, rec, items)
         if len(self._rec_cache) > 16:
             self._rec_cache.pop(next(iter(self._rec_cache)))
-        return Reconciler(items) if initiator else rec
+        return rec.session() if initiator else rec
 
     async def store_fingerprint(self) -> bytes:
         items = await self.store.read(StoreDB.items, self.scope)
@@ -326,17 +326,21 @@ class Node:
         if offset > have:
             raise web.HTTPConflict(text=f"resume from {have}")
         pos = offset
-        while pos < total:
-            try:
-                chunk = await asyncio.wait_for(stream.read(CHUNK * 4), BLOB_READ_TIMEOUT)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            # written as it arrives (never held back in a buffer), so when the link is cut
-            # every byte received is kept and the resume starts right after it
-            pos = await self.store.blob_io(blobs.append, sha, pos, chunk, total)
-            self.stats.blob_bytes_in += len(chunk)
+        ahead = ReadAhead(stream, total - offset, BLOB_READ_TIMEOUT)
+        try:
+            while pos < total and (data := await ahead.take()):
+                pos = await self.store.blob_io(blobs.append, sha, pos, data, total)
+                self.stats.blob_bytes_in += len(data)
+        finally:
+            # a cut link or a cancelled handler: keep what arrived, so the resume starts after it
+            ahead.close()
+            done = offset + ahead.taken  # taken so far: written, or being written right now
+            if rest := ahead.take_nowait():
+                await self.store.blob_io(lambda: None)  # the writer thread finished that write
+                pos = await self.store.blob_io(blobs.append, sha, done, rest, total)
+                self.stats.blob_bytes_in += len(rest)
+        if ahead.error is not None and pos < total:
+            raise ahead.error
         if pos < total:
             return pos
         try:
@@ -345,7 +349,18 @@ class Node:
             await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
             raise
         await self.store.write(StoreDB.add_blob, sha, total, self.now())
+        if self.on_blob is not None:
+            await self.store.write(self._note_blob, sha)
+            self.changed()
         return total
+
+    def _note_blob(self, sdb: StoreDB, sha: bytes) -> None:
+        """Central role: tell the ingest a photo arrived; store the receipts it issues (a result
+        whose photos are now complete). Runs on the writer thread."""
+        assert self.on_blob is not None
+        now = self.now()
+        for raw in self.on_blob(sha, now):
+            sdb.put(self.trust.verify(raw, now), "local", None, now)
 
     # --- lifecycle --------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

@@ -45,6 +45,12 @@ from .schema import LATEST, MIGRATIONS
 T = TypeVar("T")
 DEFAULT_QUOTA = 1024 * 1024 * 1024  # 1 GiB: a whole kecamatan of photos with room to spare
 DELIVERY_KINDS = ("result", "endorsement")
+PHOTOS_COMPLETE = "photos-complete"
+PHOTOS_NEEDED = (
+    "(o.state IS NOT 'rejected' AND coalesce(o.reason, '') NOT LIKE '%" + PHOTOS_COMPLETE + "%')"
+)
+"""SQL over ``objects o``: this result's photos must still travel towards the centre (no
+receipt from the central server says they all arrived there)."""
 STATE_FOR_STATUS = {
     "accepted": "delivered",
     "superseded": "delivered",
@@ -195,8 +201,7 @@ class StoreDB:
             chunk = ids[i : i + 500]
             q = ",".join("?" * len(chunk))
             out.update(
-                r[0]
-                for r in self.db.execute(f"SELECT id FROM objects WHERE id IN ({q})", chunk)  # noqa: S608
+                r[0] for r in self.db.execute(f"SELECT id FROM objects WHERE id IN ({q})", chunk)
             )
         return out
 
@@ -212,7 +217,7 @@ class StoreDB:
         kinds = list(kinds)
         q = ",".join("?" * len(kinds))
         rows = self.db.execute(
-            f"SELECT raw FROM objects WHERE kind IN ({q}) ORDER BY created",  # noqa: S608
+            f"SELECT raw FROM objects WHERE kind IN ({q}) ORDER BY created",
             kinds,
         )
         return [bytes(r[0]) for r in rows]
@@ -271,10 +276,12 @@ class StoreDB:
                     self._holder(i, peer)
 
     # --- photos and blobs -------------------------------------------------------------
-    def photo(self, sha256: bytes) -> tuple[int, bool] | None:
-        """(size, wanted-by-a-result-not-yet-delivered) for a referenced blob, else None."""
+    def photo(self, sha256: bytes, central: bool = False) -> tuple[int, bool] | None:
+        """(size, wanted) for a blob a held result names, else None. A photo is wanted until
+        the central server's receipt says its result's photos are complete (the central
+        server itself wants every photo of every result it holds)."""
         row = self.db.execute(
-            "SELECT p.size, max(o.state = 'pending' OR o.state IS NULL OR o.origin = 'local')"
+            f"SELECT p.size, max({'1' if central else PHOTOS_NEEDED})"
             " FROM photos p JOIN objects o ON o.id = p.result WHERE p.sha256 = ?",
             [sha256],
         ).fetchone()
@@ -287,11 +294,20 @@ class StoreDB:
             self.db.execute("SELECT 1 FROM blobs WHERE sha256 = ?", [sha256]).fetchone() is not None
         )
 
+    def offer_photos(self, limit: int = 1024) -> list[bytes]:
+        """Blobs we hold whose results still need their photos carried to the centre."""
+        rows = self.db.execute(
+            "SELECT DISTINCT p.sha256 FROM photos p JOIN objects o ON o.id = p.result"
+            f" JOIN blobs b ON b.sha256 = p.sha256 WHERE {PHOTOS_NEEDED} LIMIT ?",
+            [limit],
+        )
+        return [bytes(r[0]) for r in rows]
+
     def missing_photos(self, limit: int = 100) -> list[tuple[bytes, int]]:
-        """Blobs of results still pending here that we do not hold, oldest result first."""
+        """Photos still needed (see ``photo``) that we do not hold, oldest result first."""
         rows = self.db.execute(
             "SELECT DISTINCT p.sha256, p.size FROM photos p JOIN objects o ON o.id = p.result"
-            " WHERE o.state = 'pending' AND p.sha256 NOT IN (SELECT sha256 FROM blobs)"
+            f" WHERE {PHOTOS_NEEDED} AND p.sha256 NOT IN (SELECT sha256 FROM blobs)"
             " ORDER BY o.created LIMIT ?",
             [limit],
         )
@@ -322,9 +338,9 @@ class StoreDB:
         rows = self.db.execute(
             "SELECT DISTINCT b.sha256, b.size FROM blobs b JOIN photos p ON p.sha256 = b.sha256"
             " JOIN objects o ON o.id = p.result"
-            " WHERE o.receipt IS NOT NULL AND o.origin != 'local'"
-            " AND b.sha256 NOT IN (SELECT p2.sha256 FROM photos p2 JOIN objects o2"
-            "   ON o2.id = p2.result WHERE o2.receipt IS NULL OR o2.origin = 'local')"
+            f" WHERE NOT {PHOTOS_NEEDED} AND o.origin != 'local'"
+            " AND b.sha256 NOT IN (SELECT p2.sha256 FROM photos p2 JOIN objects o"
+            f"   ON o.id = p2.result WHERE {PHOTOS_NEEDED} OR o.origin = 'local')"
             " ORDER BY b.stored"
         ).fetchall()
         for sha, n in rows:
@@ -358,7 +374,7 @@ class StoreDB:
             ):
                 if key in info:
                     self.db.execute(
-                        f"UPDATE peers SET {key} = ? WHERE id = ?",  # noqa: S608 - fixed names
+                        f"UPDATE peers SET {key} = ? WHERE id = ?",
                         [info[key], peer_id],
                     )
 

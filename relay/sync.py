@@ -294,14 +294,7 @@ class SyncSession:
             raise aiohttp.ClientPayloadError(f"blob {sha.hex()[:16]} cut at {got}/{size}")
 
     async def _push_blobs(self) -> None:
-        def offer(sdb: StoreDB) -> list[bytes]:
-            rows = sdb.db.execute(
-                "SELECT DISTINCT p.sha256 FROM photos p JOIN objects o ON o.id = p.result"
-                " JOIN blobs b ON b.sha256 = p.sha256 WHERE o.state = 'pending' LIMIT 1024"
-            )
-            return [bytes(r[0]) for r in rows]
-
-        shas = await self.node.store.read(offer)
+        shas = await self.node.store.read(StoreDB.offer_photos, 1024)
         if not shas:
             return
         body = await self._post("/v1/blobs/want", {"blobs": shas}, {"want": list})

@@ -476,6 +476,16 @@ class CentralDB:
             )
         )
 
+    def results_naming(self, sha256: bytes) -> list[Row]:
+        return list(
+            self.db.query(
+                "SELECT r.id, r.tps, r.election, o.status, o.reason FROM photos p"
+                " JOIN results r ON r.id = p.result JOIN objects o ON o.id = r.id"
+                " WHERE p.sha256 = ?",
+                (sha256,),
+            )
+        )
+
     def present_photo_blobs(self) -> set[bytes]:
         rows = self.db.query(
             "SELECT DISTINCT p.sha256 FROM photos p JOIN blobs b ON b.sha256 = p.sha256"

@@ -62,6 +62,8 @@ from .tally import resolve_slot, supersede_problem
 
 DB_FILE = "central.db"
 MAX_REASON = 500
+PHOTOS_COMPLETE = "photos-complete"
+"""Marks a result's receipt once all three photos reached the central server."""
 SLOT_REASONS = {"accepted": "", "conflict": "equivocation", "superseded": "later-revision"}
 _OUTER = codec.Limits(
     max_bytes=MAX_MANIFEST_BYTES, max_bin=MAX_MANIFEST_BYTES, max_array=MAX_CHAIN, max_map=3
@@ -179,7 +181,14 @@ class Central:
     def _record(
         self, oid: bytes, kind: str, tps: str, election: str, status: str, reason: str, now: int
     ) -> None:
-        """Append a log entry for ``oid`` with a signed receipt, and set its status."""
+        """Append a log entry for ``oid`` with a signed receipt, and set its status. A result
+        whose photos are all here keeps the ``photos-complete`` mark in every later receipt."""
+        if kind == "result" and status != "rejected":
+            base = reason.replace(PHOTOS_COMPLETE, "").strip("; ")
+            photos = self.db.photos_of(oid)
+            done = bool(photos) and all(p["present"] for p in photos)
+            reason = f"{base}; {PHOTOS_COMPLETE}" if base and done else (
+                PHOTOS_COMPLETE if done else base)  # fmt: skip
         reason = reason[:MAX_REASON]
         index, head = self.db.log_head()
         prev = head or LOG_GENESIS
@@ -342,12 +351,27 @@ class Central:
         with self.db.lock:
             return self.db.latest_receipt(object_id)
 
-    def note_blob(self, sha256: bytes) -> None:
-        """A photo blob arrived (the caller checked its hash)."""
+    def note_blob(self, sha256: bytes, now: int) -> list[bytes]:
+        """A photo blob arrived (the caller checked its hash). Every result whose three photos
+        are now all here gets a new receipt (same status, reason marked ``photos-complete``), so
+        the devices that carry it learn they may stop carrying the photos. Returns those
+        receipts."""
         if len(sha256) != 32:
             raise ValueError("a blob is named by its 32-byte SHA-256")
+        out: list[bytes] = []
         with self.db.write():
             self.db.add_blob(sha256)
+            for r in self.db.results_naming(sha256):
+                if r["status"] == "rejected" or PHOTOS_COMPLETE in (r["reason"] or ""):
+                    continue
+                if not all(p["present"] for p in self.db.photos_of(r["id"])):
+                    continue
+                self._record(r["id"], "result", r["tps"], r["election"], r["status"],
+                             r["reason"] or "", now)  # fmt: skip
+                receipt = self.db.latest_receipt(r["id"])
+                if receipt is not None:
+                    out.append(receipt)
+        return out
 
     def verify_log(self) -> None:
         """Recompute the whole chain and check every receipt; raise LogError at the first fault."""

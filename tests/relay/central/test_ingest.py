@@ -293,10 +293,16 @@ def test_photos_complete_when_all_three_blobs_arrive(central: Central, world: Wo
     central.ingest(env.encode(), NOW)
     hashes = photo_hashes(env)
     for h in hashes[:2]:
-        central.note_blob(h)
+        assert central.note_blob(h, NOW) == []
     assert central.status()["elections"][1]["tps_photos_complete"] == 0
-    central.note_blob(hashes[2])
-    central.note_blob(hashes[2])
+    # the third photo completes the result: a new receipt says so, once
+    (receipt,) = central.note_blob(hashes[2], NOW + 5)
+    assert central.note_blob(hashes[2], NOW + 6) == []
+    body = decode_envelope(receipt).body
+    assert isinstance(body, ReceiptBody)
+    assert (body.object, body.status, body.reason) == (env.id, "accepted", "photos-complete")
+    assert central.receipt_for(env.id) == receipt
+    central.verify_log()
     assert central.status()["elections"][1]["tps_photos_complete"] == 1
     photos = central.tps_detail(TPS_A)["elections"][1]["results"][0]["photos"]
     assert [p["present"] for p in photos] == [True, True, True]

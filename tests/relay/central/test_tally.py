@@ -61,7 +61,7 @@ def test_tally_of_all_kotabaru_tps(everything: Any, tmp_path: Any) -> None:
         with_photos = envs[::7]
         for env in with_photos:
             for h in photo_hashes(env):
-                central.note_blob(h)
+                central.note_blob(h, NOW)
         status = central.status()
     finally:
         central.close()

@@ -45,7 +45,7 @@ async def test_pages_and_status(client: Client, central: Central, world: World) 
     env = result(world, key, cert)
     central.ingest(env.encode(), NOW)
     for h in photo_hashes(env):
-        central.note_blob(h)
+        central.note_blob(h, NOW)
     resp = await client.get("/")
     text = await resp.text()
     assert resp.status == 200 and "Pilkada 2024 - Kabupaten Kotabaru" in text
@@ -53,7 +53,8 @@ async def test_pages_and_status(client: Client, central: Central, world: World) 
     assert "innerHTML" not in text and "<progress" in text and "Hampang" in text
     resp = await client.get("/api/status")
     status = await resp.json()
-    assert status["elections"][1]["tps_accepted"] == 1 and status["log"]["length"] == 1
+    # two log entries: the accepted receipt, then the one saying all photos arrived
+    assert status["elections"][1]["tps_accepted"] == 1 and status["log"]["length"] == 2
     resp = await client.get(f"/tps/{TPS_A}")
     page = await resp.text()
     assert resp.status == 200 and env.id.hex() in page and ">101<" in page
@@ -61,7 +62,7 @@ async def test_pages_and_status(client: Client, central: Central, world: World) 
         assert f'<img src="/v1/blobs/{h.hex()}"' in page
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
-    assert "estafet_central_log_length 1" in await resp.text()
+    assert "estafet_central_log_length 2" in await resp.text()
 
 
 async def test_unknown_tps_pages(client: Client) -> None:
