@@ -268,11 +268,37 @@ class Node:
             self._wake.set()
         return peer
 
+    def _client(self) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20)
+        return aiohttp.ClientSession(
+            timeout=timeout,
+            headers={
+                "X-Estafet-Node": self.key_hex,
+                "X-Estafet-Listen": f":{self.port}",
+            },
+        )
+
+    async def _watch_addresses(self) -> None:
+        from .discovery import local_ipv4
+
+        addrs = {str(i) for i in local_ipv4()}
+        while not self._stopping:
+            await asyncio.sleep(1.0)
+            now_addrs = {str(i) for i in local_ipv4()}
+            if now_addrs != addrs:
+                addrs = now_addrs
+                self.network_changed()
+
     def network_changed(self) -> None:
-        """Our addresses changed (we walked): every peer deserves a fresh try at once."""
+        """Our addresses changed (we walked): every peer deserves a fresh try at once. Pooled
+        keep-alive connections are dropped: made from the old address, a request on one would
+        hang until its read timeout (20 s), holding up every other peer's session."""
         for p in self.peers.values():
             p.backoff_until = 0
             p.info_at = 0
+        if self.http is not None and not self.http.closed:
+            stale, self.http = self.http, self._client()
+            self.spawn(stale.close(), "close-stale-connections")
         log.info("network changed; retrying every peer")
         self._wake.set()
 
@@ -320,9 +346,13 @@ class Node:
         self, sha: bytes, total: int, offset: int, stream: aiohttp.StreamReader, peer: str
     ) -> int:
         blobs = self.store.blobs
-        if await self.store.read(StoreDB.has_blob, sha):
+        # one trip to the writer thread (not two): every hop costs both threads a wake-up, and
+        # per photo they added up to a good part of a transfer's CPU
+        held, have = await self.store.write(
+            lambda sdb: (sdb.has_blob(sha), blobs.partial_size(sha))
+        )
+        if held:
             return total  # another transfer finished it meanwhile
-        have = await self.store.blob_io(blobs.partial_size, sha)
         if offset > have:
             raise web.HTTPConflict(text=f"resume from {have}")
         pos = offset
@@ -343,12 +373,17 @@ class Node:
             raise ahead.error
         if pos < total:
             return pos
+        now = self.now()
+
+        def finish(sdb: StoreDB) -> None:  # fsync, hash, rename, then the row: one trip
+            blobs.finish(sha, total)
+            sdb.add_blob(sha, total, now)
+
         try:
-            await self.store.blob_io(blobs.finish, sha, total)
+            await self.store.write(finish)
         except BlobMismatch as exc:
             await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
             raise
-        await self.store.write(StoreDB.add_blob, sha, total, self.now())
         if self.on_blob is not None:
             await self.store.write(self._note_blob, sha)
             self.changed()
@@ -394,14 +429,7 @@ class Node:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
-        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20)
-        self.http = aiohttp.ClientSession(
-            timeout=timeout,
-            headers={
-                "X-Estafet-Node": self.key_hex,
-                "X-Estafet-Listen": f":{self.port}",
-            },
-        )
+        self.http = self._client()
         for p in self.config.peers:
             h, pt = parse_hostport(p)
             self.add_peer(f"http://{h}:{pt}", "static")
@@ -412,6 +440,7 @@ class Node:
         self.discovery = Discovery(self)
         await self.discovery.start()
         self.spawn(self._scheduler(), "scheduler")
+        self.spawn(self._watch_addresses(), "addresses")
         log.info(
             "node %s (%s, scope %r) listening on %s:%d",
             self.key_hex[:12],
@@ -467,18 +496,12 @@ class Node:
             await self.store.write(save)
 
     async def _scheduler(self) -> None:
-        from .discovery import local_ipv4
         from .sync import SyncSession
 
-        addrs = {str(i) for i in local_ipv4()}
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.sync_interval)
             self._wake.clear()
-            now_addrs = {str(i) for i in local_ipv4()}
-            if now_addrs != addrs:
-                addrs = now_addrs
-                self.network_changed()
             if self._stopping:
                 return
             now = self.clock()

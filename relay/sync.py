@@ -262,17 +262,24 @@ class SyncSession:
     # --- photos ---------------------------------------------------------------------------
     async def _pull_blobs(self) -> None:
         missing = await self.node.store.read(StoreDB.missing_photos, 200)
+        blobs = self.node.store.blobs
+
+        def room(sdb: StoreDB, sha: bytes, size: int) -> int:  # one writer-thread trip, not two
+            sdb.make_room(size)
+            return blobs.partial_size(sha)
+
         for sha, size in missing:
             try:
-                await self.node.store.write(lambda sdb, n=size: sdb.make_room(n))
+                have = await self.node.store.write(room, sha, size)
             except StoreFull as exc:
                 log.info("not fetching photos: %s", exc)
                 return
-            await self._pull_blob(sha, size)
+            await self._pull_blob(sha, size, have)
 
-    async def _pull_blob(self, sha: bytes, size: int) -> None:
+    async def _pull_blob(self, sha: bytes, size: int, have: int | None = None) -> None:
         blobs = self.node.store.blobs
-        have = await self.node.store.blob_io(blobs.partial_size, sha)
+        if have is None:
+            have = await self.node.store.blob_io(blobs.partial_size, sha)
         headers = {"Range": f"bytes={have}-"} if have else {}
         async with self.http.get(
             f"{self.peer.url}/v1/blobs/{sha.hex()}", headers=headers, timeout=BLOB_TIMEOUT
