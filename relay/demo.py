@@ -330,6 +330,8 @@ class Demo:
         )
         self.wait_for("central accepts every result", lambda: self.accepted() >= want, 180)
         self.say(f"central: accepted {self.accepted()} results; receipts travel back")
+        self.wait_for("every photo at the central server", lambda: self.photos_done() >= want, 180)
+        self.say(f"central: all {3 * want} photos arrived and hash-checked")
         self.wait_for(
             "relay holds every receipt", lambda: self.delivered(self.relay)[0] >= want, 120
         )
@@ -349,6 +351,10 @@ class Demo:
     def relay_results(self) -> int:
         st = self.get_json(self.relay, "/v1/status")["objects"]
         return int(st["pending"] + st["delivered"])
+
+    def photos_done(self) -> int:
+        st = self.get_json(self.central, "/api/status")
+        return sum(int(e["tps_photos_complete"]) for e in st["elections"])
 
     def accepted(self) -> int:
         st = self.get_json(self.central, "/api/status")
