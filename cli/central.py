@@ -17,7 +17,7 @@ from estafet.relay.central import (
     revoke,
 )
 from estafet.relay.central.enroll import SCOPED_ROLES, TPS_ROLES
-from estafet.relay.central.serve import open_central, tls_context
+from estafet.relay.central.serve import open_central, store_issued, tls_context
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.home import parse_hostport
 
@@ -243,6 +243,7 @@ def central_revoke(
     node, c = open_central(h, pw, "127.0.0.1:0")
     try:
         c.ingest(env.encode(), now)
+        store_issued(node, c, now)  # receipts of results it flagged travel like any other
         from estafet.relay.accept import accept_one
 
         accept_one(

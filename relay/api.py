@@ -73,6 +73,9 @@ async def guard(
     try:
         async with asyncio.timeout(HANDLER_DEADLINE):
             return await handler(request)
+    except web.HTTPRequestEntityTooLarge as exc:
+        node.note_bad_request(request, f"body too large: {exc.text}")
+        raise
     except web.HTTPException:
         raise
     except (wire.WireError, ProtocolError, ReconcileError) as exc:

@@ -43,6 +43,10 @@ log = logging.getLogger("estafet.node")
 MAX_BACKOFF = 300.0
 PENALTY_BACKOFF = 600.0
 BLOB_READ_TIMEOUT = 20.0
+ADDRESS_POLL = 5.0
+"""Seconds between checks of our own addresses (did we walk to another network?). Each check is
+a wake-up of an otherwise idle daemon: at 1 s it alone broke the idle budget (< 1 wake-up/s,
+bench figure 7); a walk takes minutes, so noticing it within 5 s loses nothing."""
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Node:
         self._version = 0
         self._blob_locks: dict[bytes, asyncio.Lock] = {}
         self._stopping = False
+        self._bad_noted: dict[tuple[str, str], float] = {}
         self.discovery: Any = None
         self.ssl_context: Any = None
         self.on_blob: Callable[[bytes, int], list[bytes]] | None = None
@@ -283,7 +288,7 @@ class Node:
 
         addrs = {str(i) for i in local_ipv4()}
         while not self._stopping:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(ADDRESS_POLL)
             now_addrs = {str(i) for i in local_ipv4()}
             if now_addrs != addrs:
                 addrs = now_addrs
@@ -324,8 +329,20 @@ class Node:
             self.add_peer(url, "inbound", key=key, central_ok=central)
 
     def note_bad_request(self, request: web.Request, reason: str) -> None:
+        """Log a refused request, and record it as an event (``node peers``) against the peer;
+        a flood of them is one event per peer, path and second."""
         self.stats.rejected += 1
         log.warning("bad request from %s %s: %s", request.remote, request.path, reason)
+        peer = request.headers.get("X-Estafet-Node", "")[:64] or f"addr:{request.remote}"
+        now = self.clock()
+        if now - self._bad_noted.get((peer, request.path), 0.0) < 1.0:
+            return
+        if len(self._bad_noted) > 1000:
+            self._bad_noted.clear()
+        self._bad_noted[(peer, request.path)] = now
+        self.spawn(self.store.write(StoreDB.event, self.now(), "warning", peer,
+                                    f"bad request {request.path}: {reason}", None),
+                   "note-bad-request")  # fmt: skip
 
     # --- blobs ----------------------------------------------------------------------------
     async def receive_blob(
@@ -499,8 +516,11 @@ class Node:
         from .sync import SyncSession
 
         while not self._stopping:
+            # no peer known: nothing to retry, so sleep until one appears (add_peer wakes us)
+            # rather than tick every sync_interval (each tick is a wake-up of an idle daemon)
+            interval = self.config.sync_interval if self.peers else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.sync_interval)
+                await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
             if self._stopping:
                 return

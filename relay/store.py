@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,9 @@ from .schema import LATEST, MIGRATIONS
 
 T = TypeVar("T")
 DEFAULT_QUOTA = 1024 * 1024 * 1024  # 1 GiB: a whole kecamatan of photos with room to spare
+DISK_RESERVE = 4 * 1024 * 1024
+"""Disk space photos never take, whatever the quota: on a full disk the database (and its
+write-ahead log) must still take small objects (results, receipts) while photos wait."""
 DELIVERY_KINDS = ("result", "endorsement")
 PHOTOS_COMPLETE = "photos-complete"
 PHOTOS_NEEDED = (
@@ -331,8 +335,9 @@ class StoreDB:
         return int(objs) + int(blobs)
 
     def make_room(self, size: int) -> None:
-        """Evict receipted relayed photos until ``size`` more bytes fit, else raise StoreFull."""
-        free = self.quota - self.usage()
+        """Evict receipted relayed photos until ``size`` more bytes fit, else raise StoreFull.
+        Both limits count: the quota, and the disk itself less ``DISK_RESERVE``."""
+        free = min(self.quota - self.usage(), self._disk_free())
         if free >= size:
             return
         rows = self.db.execute(
@@ -352,6 +357,12 @@ class StoreDB:
             free += int(n)
         if free < size:
             raise StoreFull(f"store full: {size} bytes wanted, {max(free, 0)} free of {self.quota}")
+
+    def _disk_free(self) -> int:
+        try:
+            return shutil.disk_usage(self.blobs.root).free - DISK_RESERVE
+        except OSError:
+            return self.quota
 
     # --- peers and events -------------------------------------------------------------
     def upsert_peer(self, peer_id: str, addr: str, source: str, now: int, **info: Any) -> None:

@@ -476,6 +476,14 @@ class CentralDB:
             )
         )
 
+    def trust_marker(self) -> tuple[int, int]:
+        """Changes whenever a manifest or revocation list is accepted (by any process)."""
+        row = self._one(
+            "SELECT count(*) AS n, coalesce(max(received), 0) AS t FROM objects"
+            " WHERE kind IN ('manifest', 'revocation') AND status = 'accepted'"
+        )
+        return (0, 0) if row is None else (int(row["n"]), int(row["t"]))
+
     def results_naming(self, sha256: bytes) -> list[Row]:
         return list(
             self.db.query(

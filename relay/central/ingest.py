@@ -91,14 +91,32 @@ class Central:
         self.db = CentralDB(self.home / DB_FILE)
         self.stats = Stats()
         self.enrollment = Enrollment(self.db, authority, valid_until=valid_until)
+        self._issued: list[bytes] = []
         self._relearn()
+
+    def take_issued(self) -> list[bytes]:
+        """Every receipt issued since the last call, the pushed object's own and those of other
+        objects whose status it changed (a conflict, a superseded revision, a revoked signer):
+        the central node stores them all, so each travels back to the devices carrying its
+        object, not only the pushed object's own receipt."""
+        out, self._issued = self._issued, []
+        return out
 
     def close(self) -> None:
         self.db.close()
 
+    def refresh_trust(self) -> None:
+        """Learn revocation lists and manifests that another process (``central revoke``)
+        added to central.db while this server runs: a revoked key stops being trusted at the
+        server's next ingest, with no restart."""
+        marker = self.db.trust_marker()
+        if marker != self._marker:
+            self._relearn()
+
     def _relearn(self) -> None:
         """Learn manifests and revocation lists accepted in earlier runs (root-signed, so no
         validity window: each object's own time stands in for ``now``)."""
+        self._marker = self.db.trust_marker()
         for kind in ("manifest", "revocation"):
             for raw in self.db.accepted_raw(kind):
                 env = decode_envelope(raw)
@@ -108,6 +126,8 @@ class Central:
     def ingest(self, raw: bytes, now: int) -> tuple[bytes | None, str]:
         """Verify, store and log one pushed object; return (receipt bytes, status)."""
         with self.db.lock:
+            self._issued.clear()  # left by a write that failed (rolled back): never handed out
+            self.refresh_trust()
             self.stats.bytes += len(raw)
             env, oid, error = self._decode(raw)
             if oid is None:
@@ -208,6 +228,7 @@ class Central:
         }
         self.db.append_log(entry, receipt.id, receipt.encode())
         self.db.set_status(oid, status, reason)
+        self._issued.append(receipt.encode())
 
     # --- per kind -----------------------------------------------------------------------------
     def _revoked(self, v: Verified, now: int) -> bool:
@@ -359,6 +380,7 @@ class Central:
         if len(sha256) != 32:
             raise ValueError("a blob is named by its 32-byte SHA-256")
         out: list[bytes] = []
+        self._issued.clear()  # left by a write that failed (rolled back): never handed out
         with self.db.write():
             self.db.add_blob(sha256)
             for r in self.db.results_naming(sha256):

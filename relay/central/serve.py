@@ -37,6 +37,14 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+def store_issued(node: Node, central: Central, now: int) -> None:
+    """Store the receipts ``central`` issued since it was last asked in the central node's
+    store (blocking: the store's writer thread, or a CLI that owns the store)."""
+    sdb = node.store.sync_db()
+    for raw in central.take_issued():
+        sdb.put(node.trust.verify(raw, now), "local", None, now)
+
+
 def open_central(
     home: Path,
     passphrase: str,
@@ -56,12 +64,21 @@ def open_central(
         quota_mb=CENTRAL_QUOTA_MB,
         name="KPU central",
     )
+
+    def ingest(raw: bytes, now: int) -> tuple[bytes | None, str]:
+        """Central.ingest, then store every receipt it issued in the node's store (on the
+        writer thread, where the node calls this hook), so the receipts of objects whose status
+        the push changed travel back too."""
+        answer = central.ingest(raw, now)
+        store_issued(node, central, now)
+        return answer
+
     node = Node(
         home / "node",
         config,
         authority.issuer_key,
         authority.trust.root_public,
-        hook=central.ingest,
+        hook=ingest,
         clock=clock,
     )
     node.ssl_context = tls
@@ -69,7 +86,12 @@ def open_central(
     now = int(clock())
     for env in (authority.revocation_env, authority.issuer_cert, authority.manifest_env):
         accept_one(sdb, node.trust, env.encode(), peer="", origin="local", scope="", now=now)
-    node.on_blob = central.note_blob
+
+    def on_blob(sha256: bytes, now: int) -> list[bytes]:
+        central.note_blob(sha256, now)
+        return central.take_issued()  # the photos-complete receipts; the node stores them
+
+    node.on_blob = on_blob
 
     def routes(app: web.Application) -> None:
         app[CENTRAL] = central

@@ -388,3 +388,28 @@ def test_making_codes_is_one_transaction(central: Central, monkeypatch: pytest.M
     with pytest.raises(OSError):
         central.enrollment.make_codes("witness", bad, NOW + DAY, NOW)
     assert list(central.db.db.query("SELECT count(*) AS n FROM enroll_codes")) == [{"n": 0}]
+
+
+def test_a_running_server_learns_a_revocation_made_by_another_process(
+    authority: Authority, world: World
+) -> None:
+    """`central revoke` runs as its own process while `central serve` runs: the server must
+    stop trusting the key at its next ingest, without a restart."""
+    from tests.relay.central.conftest import world_authority
+
+    key, cert = world.officer("chair-a")
+    serving = Central(authority.home, authority)
+    # the revoking process: same home, its own authority and trust store
+    other = world_authority(world, authority.home)
+    revoker = Central(authority.home, other)
+    try:
+        serial = cert.body.serial  # type: ignore[union-attr]
+        assert revoker.ingest(_revoke(world, serial, NOW).encode(), NOW)[1] == "accepted"
+        later = result(world, key, cert, election="gubernur")
+        receipt, status = serving.ingest(later.encode(), NOW + 60)
+        assert status == "rejected"
+        body = decode_envelope(receipt or b"").body
+        assert isinstance(body, ReceiptBody) and body.reason == "revoked-signer"
+    finally:
+        serving.close()
+        revoker.close()
