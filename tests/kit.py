@@ -27,7 +27,11 @@ from estafet.protocol.objects import (
 )
 from estafet.protocol.photos import PhotoRef
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kotabaru"
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kotabaru"
+_PACKAGED = Path(__file__).resolve().parents[1] / "relay" / "data" / "kotabaru"
+# the shared fixtures beside the checkout; the copy shipped with the package (for the demo) if
+# this checkout stands alone
+FIXTURES = _SHARED if (_SHARED / "elections.toml").exists() else _PACKAGED
 NOW = 1_732_665_600  # 2024-11-27 00:00 UTC, Pilkada day
 DAY = 86_400
 TPS_A = "6302142001001"  # Hampang, a no-signal kecamatan
