@@ -12,7 +12,7 @@ import click
 
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.errors import ProtocolError
-from estafet.protocol.objects import ReceiptBody, decode_envelope
+from estafet.protocol.objects import decode_envelope
 from estafet.relay import bundle as bundles
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.enrollment import insecure_url_warning, install, request_enrollment
@@ -20,7 +20,7 @@ from estafet.relay.errors import ConfigError
 from estafet.relay.home import Home, NodeConfig, parse_hostport, read_trust_file
 from estafet.relay.local import endorse, submit_result
 from estafet.relay.node import Node
-from estafet.relay.store import Store
+from estafet.relay.store import Store, receipt_summary
 
 from .common import (
     LOG_LEVELS,
@@ -199,20 +199,7 @@ def node_run(
     asyncio.run(main())
 
 
-def _receipt_info(raw: bytes | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    env = decode_envelope(raw)
-    body = env.body
-    assert isinstance(body, ReceiptBody)
-    return {
-        "id": env.id.hex(),
-        "status": body.status,
-        "reason": body.reason,
-        "server_time": env.created,
-        "log_index": body.log_index,
-        "log_hash": body.log_hash.hex(),
-    }
+_receipt_info = receipt_summary
 
 
 @node.command("status")

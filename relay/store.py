@@ -32,11 +32,13 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from estafet.crypto.trust import Verified
+from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import (
     CertificateBody,
     EndorsementBody,
     ReceiptBody,
     ResultBody,
+    decode_envelope,
 )
 
 from .blobs import BlobDir
@@ -86,6 +88,27 @@ def session_scope(a: str, b: str) -> str | None:
     if b.startswith(a):
         return b
     return None
+
+
+def receipt_summary(raw: bytes | None) -> dict[str, Any] | None:
+    """A receipt as people and JSON readers see it (None for none, or unreadable bytes)."""
+    if raw is None:
+        return None
+    try:
+        env = decode_envelope(raw)
+    except ProtocolError:
+        return None
+    body = env.body
+    if not isinstance(body, ReceiptBody):
+        return None
+    return {
+        "id": env.id.hex(),
+        "status": body.status,
+        "reason": body.reason,
+        "log_index": body.log_index,
+        "log_hash": body.log_hash.hex(),
+        "server_time": env.created,
+    }
 
 
 @dataclass(frozen=True, slots=True)

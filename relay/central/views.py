@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from estafet.crypto.trust import TrustStore
-from estafet.protocol.errors import ProtocolError
 from estafet.protocol.manifest import desa_of, kecamatan_of
-from estafet.protocol.objects import LOG_GENESIS, ReceiptBody, decode_envelope
+from estafet.protocol.objects import LOG_GENESIS
 
+from ..store import receipt_summary
 from .db import CentralDB, Row
 from .errors import UnknownTpsError
 from .tally import ResultRow, progress
@@ -63,23 +63,7 @@ def status(db: CentralDB, trust: TrustStore) -> dict[str, Any]:
     }
 
 
-def _receipt(raw: bytes | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        env = decode_envelope(raw)
-    except ProtocolError:
-        return None
-    body = env.body
-    assert isinstance(body, ReceiptBody)
-    return {
-        "id": env.id.hex(),
-        "status": body.status,
-        "reason": body.reason,
-        "log_index": body.log_index,
-        "log_hash": body.log_hash.hex(),
-        "server_time": env.created,
-    }
+_receipt = receipt_summary
 
 
 def _result_view(db: CentralDB, r: Row, endorsements: list[Row]) -> dict[str, Any]:
