@@ -118,6 +118,7 @@ class Node:
         self._wake = asyncio.Event()
         self._rec_cache: dict[str, tuple[int, Reconciler, list[tuple[int, bytes]]]] = {}
         self._version = 0
+        self._fp_cache: tuple[tuple[int, ...], bytes] | None = None
         self._blob_locks: dict[bytes, asyncio.Lock] = {}
         self._stopping = False
         self._bad_noted: dict[tuple[str, str], float] = {}
@@ -185,8 +186,27 @@ class Node:
         return rec.session() if initiator else rec
 
     async def store_fingerprint(self) -> bytes:
+        """The fingerprint of our scope's items (advertised in mDNS and /v1/info, a hint only).
+        Kept while the database files are unchanged, checked with a stat on this thread: the
+        mDNS refresh every 10 s otherwise woke a reader thread (and traded the GIL) in an idle
+        daemon. Any commit, ours or another process's (``result submit``), changes the stamp."""
+        stamp = self._store_stamp()
+        if self._fp_cache is not None and self._fp_cache[0] == stamp:
+            return self._fp_cache[1]
         items = await self.store.read(StoreDB.items, self.scope)
-        return fingerprint(items)
+        fp = fingerprint(items)
+        self._fp_cache = (stamp, fp)  # stamped before reading: never older than its stamp
+        return fp
+
+    def _store_stamp(self) -> tuple[int, ...]:
+        out: list[int] = []
+        for path in (self.store.path, self.store.path.with_name(self.store.path.name + "-wal")):
+            try:
+                st = path.stat()
+                out += [st.st_mtime_ns, st.st_size, st.st_ino]
+            except OSError:
+                out += [0, 0, 0]
+        return tuple(out)
 
     # --- what we tell others --------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
