@@ -13,7 +13,6 @@ import click
 
 from estafet.crypto.errors import CryptoError
 from estafet.protocol.errors import FormError, ProtocolError
-from estafet.relay.central.errors import CentralError
 from estafet.relay.errors import RelayError
 from estafet.relay.home import default_home
 
@@ -76,11 +75,18 @@ def friendly(f: F) -> F:
             raise click.ClickException(
                 f"the form breaks {len(exc.violations)} rule(s); nothing was signed"
             ) from exc
-        except (RelayError, ProtocolError, CryptoError, CentralError) as exc:
+        except (RelayError, ProtocolError, CryptoError) as exc:
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             raise click.ClickException(f"{exc.strerror or exc}{where}") from exc
+        except Exception as exc:
+            # the central server's errors: imported here so a phone never loads that package
+            from estafet.relay.central.errors import CentralError
+
+            if isinstance(exc, CentralError):
+                raise click.ClickException(str(exc)) from exc
+            raise
 
     return wrapper  # type: ignore[return-value]
 

@@ -16,8 +16,6 @@ from aiohttp import web
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import Verified
 
-from .central.dashboard import csp, render_dashboard
-from .central.tally import tally_from_results
 from .store import StoreDB
 
 if TYPE_CHECKING:
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
 
 def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
     """Runs on the writer thread (the trust store is single-threaded)."""
+    from .central.tally import tally_from_results  # on first use: start-up stays quick
     manifest = node.trust.manifest
     if manifest is None:
         return {"name": "not enrolled", "elections": [], "conflicts": [], "revoked_results": [],
@@ -58,6 +57,7 @@ async def api_status(request: web.Request) -> web.Response:
 
 async def page(request: web.Request) -> web.Response:
     from .api import NODE
+    from .central.dashboard import csp, render_dashboard
 
     node = request.app[NODE]
     view = await node.store.write(lambda sdb: recap(node, sdb))
