@@ -19,7 +19,10 @@ DOC = DOC_PATH.read_text(encoding="utf-8")
 def walk(cmd: click.Command, path: tuple[str, ...] = ("estafet",)):  # type: ignore[no-untyped-def]
     yield path, cmd
     if isinstance(cmd, click.Group):
-        for name, sub in sorted(cmd.commands.items()):
+        ctx = click.Context(cmd)  # list_commands/get_command: the top group loads lazily
+        for name in sorted(cmd.list_commands(ctx)):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, f"{' '.join(path)} lists {name} but cannot load it"
             yield from walk(sub, (*path, name))
 
 
@@ -126,3 +129,13 @@ def test_default_home_is_as_documented(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_every_doc_link_target_exists() -> None:
     for target in re.findall(r"\]\(([a-z]+\.md)(?:#[^)]*)?\)", DOC):
         assert (DOC_PATH.parent / target).is_file(), target
+
+
+def test_the_lazy_listing_matches_the_commands() -> None:
+    """`estafet --help` lists the groups from short texts without importing them."""
+    from estafet.cli.main import COMMANDS as LAZY
+    from estafet.cli.main import SHORT_HELP
+
+    assert set(SHORT_HELP) == set(LAZY)
+    for name in LAZY:
+        assert COMMANDS[f"estafet {name}"].name == name
