@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
     """Runs on the writer thread (the trust store is single-threaded)."""
     from .central.tally import tally_from_results  # on first use: start-up stays quick
+
     manifest = node.trust.manifest
     if manifest is None:
         return {"name": "not enrolled", "elections": [], "conflicts": [], "revoked_results": [],
