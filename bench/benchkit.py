@@ -10,7 +10,6 @@ small for the targets to mean anything).
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import os
@@ -19,7 +18,6 @@ import random
 import statistics
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +27,10 @@ from estafet.crypto.keyfile import plain_key
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
 from estafet.protocol.form import check_form, parse_form
-from estafet.protocol.manifest import Manifest, build_manifest
+from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import Envelope, ManifestBody, ResultBody
 from estafet.protocol.photos import PhotoRef
+from estafet.relay.central.manifest_file import load_manifest_file
 from estafet.relay.demo import data_dir
 from estafet.relay.enrollment import Materials, install
 from estafet.relay.home import Home, NodeConfig, write_private
@@ -51,18 +50,8 @@ def seeded_key(label: str) -> SigningKey:
     return SigningKey.from_seed(hashlib.sha256(b"estafet-bench/" + label.encode()).digest())
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as fh:
-        return list(csv.DictReader(ln for ln in fh if not ln.startswith("#")))
-
-
 def kotabaru_manifest() -> Manifest:
-    d = data_dir()
-    toml = tomllib.loads((d / "elections.toml").read_text(encoding="utf-8"))
-    regions = {r["code"]: r["name"] for r in _rows(d / "kecamatan.csv")}
-    regions.update({r["code"]: r["name"] for r in _rows(d / "desa.csv")})
-    return build_manifest(name=toml["name"], version=1, elections=toml["election"],
-                          tps_rows=_rows(d / "tps.csv"), regions=regions)  # fmt: skip
+    return load_manifest_file(data_dir() / "elections.toml")
 
 
 def form_json(election: str, tps: str) -> dict[str, Any]:

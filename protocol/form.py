@@ -51,21 +51,20 @@ RULES: dict[str, str] = {
 }
 WARNING_RULES = frozenset(r for r in RULES if r.startswith("warn-"))
 
-FORM_KEYS = frozenset(
-    {
-        "election",
-        "tps",
-        "voters",
-        "turnout",
-        "ballots",
-        "disabled",
-        "votes",
-        "valid",
-        "invalid",
-        "revision",
-        "supersedes",
-    }
+FORM_FIELDS = (
+    "election",
+    "tps",
+    "voters",
+    "turnout",
+    "ballots",
+    "disabled",
+    "votes",
+    "valid",
+    "invalid",
+    "revision",
+    "supersedes",
 )
+FORM_KEYS = frozenset(FORM_FIELDS)
 _MF = ("m", "f")
 _TURNOUT = ("dpt", "dptb", "dpk")
 _BALLOTS = ("received", "used", "damaged", "unused")

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import codec
 from .errors import DecodeError, FormError, ProtocolError, SchemaError
-from .form import ResultForm, parse_form
+from .form import FORM_FIELDS, ResultForm, parse_form
 from .manifest import ELECTION_KINDS, Manifest, is_region_code, is_tps_code
 from .photos import PhotoRef
 
@@ -149,21 +149,7 @@ class ResultBody:
     photos: tuple[PhotoRef, ...]
     warnings: tuple[str, ...]
 
-    FIELDS = (
-        "election",
-        "tps",
-        "voters",
-        "turnout",
-        "ballots",
-        "disabled",
-        "votes",
-        "valid",
-        "invalid",
-        "revision",
-        "supersedes",
-        "photos",
-        "warnings",
-    )
+    FIELDS = (*FORM_FIELDS, "photos", "warnings")
 
     def to_map(self) -> dict[str, Any]:
         m = self.form.to_map()

@@ -5,9 +5,7 @@ Used by tests at every layer so they share one realistic world. Deterministic wh
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.form import check_form, parse_form
-from estafet.protocol.manifest import Manifest, build_manifest
+from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import (
     EndorsementBody,
     Envelope,
@@ -26,6 +24,7 @@ from estafet.protocol.objects import (
     RevokedEntry,
 )
 from estafet.protocol.photos import PhotoRef
+from estafet.relay.central.manifest_file import load_manifest_file
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kotabaru"
 _PACKAGED = Path(__file__).resolve().parents[1] / "relay" / "data" / "kotabaru"
@@ -38,23 +37,8 @@ TPS_A = "6302142001001"  # Hampang, a no-signal kecamatan
 TPS_B = "6302142001002"
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as fh:
-        lines = [ln for ln in fh if not ln.startswith("#")]
-    return list(csv.DictReader(lines))
-
-
 def kotabaru_manifest(version: int = 1) -> Manifest:
-    toml = tomllib.loads((FIXTURES / "elections.toml").read_text(encoding="utf-8"))
-    regions = {r["code"]: r["name"] for r in _rows(FIXTURES / "kecamatan.csv")}
-    regions.update({r["code"]: r["name"] for r in _rows(FIXTURES / "desa.csv")})
-    return build_manifest(
-        name=toml["name"],
-        version=version,
-        elections=toml["election"],
-        tps_rows=_rows(FIXTURES / "tps.csv"),
-        regions=regions,
-    )
+    return load_manifest_file(FIXTURES / "elections.toml", version)
 
 
 def seeded_key(label: str) -> SigningKey:
