@@ -34,12 +34,12 @@ from typing import Any
 from benchkit import World, cli, row, summarize
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from estafet.central.authority import Authority
+from estafet.central.ingest import Central
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import ResultBody, RevocationBody, decode_envelope, signing_message
 from estafet.relay.accept import accept_batch
-from estafet.relay.central.authority import Authority
-from estafet.relay.central.ingest import Central
 from estafet.relay.home import NodeConfig
 from estafet.relay.node import Node
 

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from estafet.central.manifest_file import load_manifest_file
 from estafet.crypto.keyfile import plain_key
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
+from estafet.demo.run import data_dir
 from estafet.protocol.form import check_form, parse_form
 from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import Envelope, ManifestBody, ResultBody
 from estafet.protocol.photos import PhotoRef
-from estafet.relay.central.manifest_file import load_manifest_file
-from estafet.relay.demo import data_dir
 from estafet.relay.enrollment import Materials, install
 from estafet.relay.home import Home, NodeConfig, write_private
 from estafet.relay.node import Node

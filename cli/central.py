@@ -9,15 +9,15 @@ from pathlib import Path
 
 import click
 
-from estafet.relay.central import (
+from estafet.central import (
     Central,
     init_central,
     load_authority,
     load_manifest_file,
     revoke,
 )
-from estafet.relay.central.enroll import SCOPED_ROLES, TPS_ROLES
-from estafet.relay.central.serve import open_central, store_issued, tls_context
+from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
+from estafet.central.serve import open_central, store_issued, tls_context
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.home import parse_hostport
 

@@ -82,7 +82,7 @@ def friendly(f: F) -> F:
             raise click.ClickException(f"{exc.strerror or exc}{where}") from exc
         except Exception as exc:
             # the central server's errors: imported here so a phone never loads that package
-            from estafet.relay.central.errors import CentralError
+            from estafet.central.errors import CentralError
 
             if isinstance(exc, CentralError):
                 raise click.ClickException(str(exc)) from exc

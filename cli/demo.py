@@ -1,4 +1,4 @@
-"""``estafet demo``: run the whole journey on this machine (see relay/demo.py)."""
+"""``estafet demo``: run the whole journey on this machine (see demo/run.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from estafet.relay.demo import PACE, run_demo
+from estafet.demo.run import PACE, run_demo
 
 
 @click.command("demo")

@@ -3,7 +3,7 @@ from the verified results this node holds, for its own region, with no internet.
 
 In Kotabaru the kecamatan recap in Hampang and Pulau Sembilan ran offline; a gateway (or any
 node) serves ``GET /`` (the dashboard page) and ``GET /api/status`` (its JSON) from what it
-holds, using the central server's counting rule (:mod:`estafet.relay.central.tally`).
+holds, using the central server's counting rule (:mod:`estafet.protocol.tally`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import Verified
+from estafet.protocol.objects import ResultBody
 
 from .store import StoreDB
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
     """Runs on the writer thread (the trust store is single-threaded)."""
-    from .central.tally import tally_from_results  # on first use: start-up stays quick
+    from estafet.protocol.tally import tally_from_results  # on first use: quick start-up
 
     manifest = node.trust.manifest
     if manifest is None:
@@ -37,7 +38,12 @@ def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
         except VerifyError:
             continue
     have = {bytes(r[0]) for r in sdb.db.execute("SELECT sha256 FROM blobs")}
-    view = tally_from_results(manifest, verified, node.scope or None, have.__contains__)
+    held = [
+        (v.id, v.envelope.body, v.signer.key_id)
+        for v in verified
+        if v.revoked is None and isinstance(v.envelope.body, ResultBody)
+    ]
+    view = tally_from_results(manifest, held, node.scope or None, have.__contains__)
     view["name"] = f"{manifest.name} — recap at this node ({node.scope or 'all'})"
     view["revoked_results"] = [
         {"tps": v.envelope.tps, "election": v.envelope.election, "id": v.id.hex(),
@@ -57,8 +63,9 @@ async def api_status(request: web.Request) -> web.Response:
 
 
 async def page(request: web.Request) -> web.Response:
+    from estafet.pages.dashboard import csp, render_dashboard
+
     from .api import NODE
-    from .central.dashboard import csp, render_dashboard
 
     node = request.app[NODE]
     view = await node.store.write(lambda sdb: recap(node, sdb))

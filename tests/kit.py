@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from estafet.central.manifest_file import load_manifest_file
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
 from estafet.crypto.trust import TrustStore
@@ -24,10 +25,9 @@ from estafet.protocol.objects import (
     RevokedEntry,
 )
 from estafet.protocol.photos import PhotoRef
-from estafet.relay.central.manifest_file import load_manifest_file
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kotabaru"
-_PACKAGED = Path(__file__).resolve().parents[1] / "relay" / "data" / "kotabaru"
+_PACKAGED = Path(__file__).resolve().parents[1] / "demo" / "data" / "kotabaru"
 # the shared fixtures beside the checkout; the copy shipped with the package (for the demo) if
 # this checkout stands alone
 FIXTURES = _SHARED if (_SHARED / "elections.toml").exists() else _PACKAGED

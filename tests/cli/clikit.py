@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from estafet.cli.main import cli
-from estafet.relay.demo import data_dir
+from estafet.demo.run import data_dir
 from tests.kit import form_json, photo_bytes
 
 PASS = "cli-test-passphrase"

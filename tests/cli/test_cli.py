@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from estafet.crypto.keys import SigningKey, key_id
-from estafet.relay.demo import data_dir
+from estafet.demo.run import data_dir
 from estafet.relay.home import Home
 from tests.cli.clikit import (
     MANIFEST,

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from estafet.relay.demo import demo_form, make_png
+from estafet.demo.run import demo_form, make_png
 from tests.cli.clikit import (
     MANIFEST,
     PASS,

@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from estafet.demo.run import data_dir, demo_form, pick_tps
 from estafet.protocol import codec
-from estafet.relay.demo import data_dir, demo_form, pick_tps
 
 from .netlab import REPO, Host, Lab
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from estafet.central.errors import LogError
+from estafet.central.ingest import Central
 from estafet.protocol.objects import log_entry_hash
-from estafet.relay.central.errors import LogError
-from estafet.relay.central.ingest import Central
 from tests.kit import NOW, TPS_B, World
 
 from .conftest import result

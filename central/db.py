@@ -1,6 +1,6 @@
 """central.db: every SQL statement of the central server, behind one narrow class.
 
-:class:`CentralDB` is the storage seam: the rest of ``relay/central`` speaks to it in domain
+:class:`CentralDB` is the storage seam: the rest of ``central/`` speaks to it in domain
 terms (objects, log entries, receipts, results, codes), so a PostgreSQL implementation could
 replace it. SQLite specifics: WAL, ``synchronous=FULL`` (a receipt once handed out must survive
 a power cut, or the hash-chained log would fork), STRICT tables, numbered migrations recorded in

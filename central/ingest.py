@@ -51,6 +51,7 @@ from estafet.protocol.objects import (
     log_entry_hash,
     signing_message,
 )
+from estafet.protocol.tally import resolve_slot, supersede_problem
 
 from . import views
 from .authority import Authority
@@ -58,7 +59,6 @@ from .db import CentralDB, Row
 from .enroll import Enrollment, EnrollResult
 from .errors import LogError
 from .metrics import Stats
-from .tally import resolve_slot, supersede_problem
 
 DB_FILE = "central.db"
 MAX_REASON = 500

@@ -10,11 +10,11 @@ from typing import Any
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.manifest import desa_of, kecamatan_of
 from estafet.protocol.objects import LOG_GENESIS
+from estafet.protocol.tally import ResultRow, progress
+from estafet.relay.store import receipt_summary
 
-from ..store import receipt_summary
 from .db import CentralDB, Row
 from .errors import UnknownTpsError
-from .tally import ResultRow, progress
 
 
 def _row(r: Row) -> ResultRow:

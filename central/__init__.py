@@ -8,11 +8,12 @@ Codemap::
     db.py             CentralDB: every SQL statement (central.db, WAL, STRICT, migrations)
     enroll.py         one-time enrollment codes -> device certificates
     ingest.py         Central: verify, store, hash-chained log, receipts
-    tally.py          the counting rule, tally and progress (pure; also used by gateways)
     views.py          status and TPS-page views (read-only)
     metrics.py        Prometheus counters and gauges
     web.py            aiohttp routes: dashboard, TPS page, /api/status, /metrics, /v1/enroll
-    dashboard.py      the dashboard HTML (escaped server-side, textContent client-side)
+    serve.py          the central as a node on the /v1/ peer API
+
+The counting rule is :mod:`estafet.protocol.tally`; the HTML is :mod:`estafet.pages.dashboard`.
 
 Invariants: the core (everything but web.py) is synchronous and never reads the clock: ``now``
 is an argument. One logical write is one SQLite transaction.
@@ -31,7 +32,6 @@ from .errors import (
 )
 from .ingest import Central
 from .manifest_file import load_manifest_file
-from .tally import tally_from_results
 
 __all__ = [
     "Authority",
@@ -49,5 +49,4 @@ __all__ = [
     "load_authority",
     "load_manifest_file",
     "revoke",
-    "tally_from_results",
 ]

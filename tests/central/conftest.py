@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from estafet.central.authority import Authority
+from estafet.central.ingest import Central
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import seal
 from estafet.protocol.form import check_form, parse_form
 from estafet.protocol.objects import Envelope, ResultBody
-from estafet.relay.central.authority import Authority
-from estafet.relay.central.ingest import Central
 from tests.kit import NOW, World, form_json, photo_bytes, photo_refs
 
 

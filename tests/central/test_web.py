@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from estafet.central.ingest import Central
+from estafet.central.web import MSGPACK, add_central_routes
 from estafet.crypto.keys import SigningKey
 from estafet.protocol import codec
 from estafet.protocol.objects import CertificateBody, decode_envelope
-from estafet.relay.central.ingest import Central
-from estafet.relay.central.web import MSGPACK, add_central_routes
 from tests.kit import NOW, TPS_A, World, kotabaru_manifest
 
 from .conftest import photo_hashes, result, world_authority

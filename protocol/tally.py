@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from estafet.crypto.trust import Verified
 from estafet.protocol.manifest import Election, Manifest
 from estafet.protocol.objects import ResultBody
 from estafet.protocol.photos import SHEETS
@@ -188,13 +187,11 @@ def progress(
     return {"elections": elections, "conflicts": conflicts}
 
 
-def row_of(v: Verified, status: str = "accepted") -> ResultRow:
-    """The tally row of a verified result."""
-    body = v.envelope.body
-    assert isinstance(body, ResultBody)
+def row_of(rid: bytes, body: ResultBody, signer: bytes, status: str = "accepted") -> ResultRow:
+    """The tally row of a (verified) result with id ``rid`` signed by key id ``signer``."""
     form = body.form
     return ResultRow(
-        id=v.id,
+        id=rid,
         tps=form.tps,
         election=form.election,
         revision=form.revision,
@@ -202,32 +199,30 @@ def row_of(v: Verified, status: str = "accepted") -> ResultRow:
         valid=form.valid,
         invalid=form.invalid,
         photos=tuple(p.sha256 for p in sorted(body.photos, key=lambda p: p.sheet)),
-        signer=v.signer.key_id,
+        signer=signer,
         status=status,
     )
 
 
 def tally_from_results(
     manifest: Manifest,
-    verified_results: Iterable[Verified],
+    results: Iterable[tuple[bytes, ResultBody, bytes]],
     region_prefix: str | None = None,
     photos_present: PhotosPresent | None = None,
 ) -> dict[str, Any]:
-    """The status view from verified results alone (a gateway's own holdings).
+    """The status view from verified results alone (a gateway's own holdings), given as
+    ``(id, body, signer key id)``; the caller leaves out results of revoked signers.
 
-    Non-results and results of revoked signers are left out; revisions that name a result of
+    Revisions that name a result of
     another TPS, or a revision not below their own, are left out as the central server refuses
     them. Without ``photos_present`` no TPS counts as photos complete.
     """
     rows: dict[bytes, ResultRow] = {}
     supersedes: dict[bytes, bytes] = {}
-    for v in verified_results:
-        body = v.envelope.body
-        if v.kind != "result" or v.revoked is not None or not isinstance(body, ResultBody):
-            continue
-        rows[v.id] = row_of(v)
+    for rid, body, signer in results:
+        rows[rid] = row_of(rid, body, signer)
         if body.form.supersedes is not None:
-            supersedes[v.id] = body.form.supersedes
+            supersedes[rid] = body.form.supersedes
     for rid, prev_id in supersedes.items():
         r, prev = rows[rid], rows.get(prev_id)
         key = (prev.tps, prev.election, prev.revision) if prev else None

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from estafet.pages.dashboard import csp, render_dashboard, render_error, render_tps
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
 
-from .dashboard import csp, render_dashboard, render_error, render_tps
 from .errors import EnrollError, UnknownTpsError
 from .ingest import Central
 

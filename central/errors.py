@@ -1,4 +1,4 @@
-"""The exception tree of :mod:`estafet.relay.central`.
+"""The exception tree of :mod:`estafet.central`.
 
 ::
 
@@ -28,7 +28,7 @@ ENROLL_REASONS = {
 
 
 class CentralError(Exception):
-    """Root of every error raised by :mod:`estafet.relay.central`."""
+    """Root of every error raised by :mod:`estafet.central`."""
 
 
 class ManifestFileError(CentralError):

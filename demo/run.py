@@ -34,7 +34,7 @@ PACE = {"fast": 0.5, "normal": 1.0, "slow": 3.0}
 
 
 def data_dir() -> Path:
-    return Path(str(resources.files("estafet.relay") / "data" / "kotabaru"))
+    return Path(str(resources.files("estafet.demo") / "data" / "kotabaru"))
 
 
 def free_port() -> int:

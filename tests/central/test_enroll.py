@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from estafet.central.authority import Authority
+from estafet.central.enroll import Enrollment, normalise_code
+from estafet.central.errors import EnrollError
+from estafet.central.ingest import Central
 from estafet.crypto.keys import SigningKey, key_id
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, ManifestBody, RevocationBody
-from estafet.relay.central.authority import Authority
-from estafet.relay.central.enroll import Enrollment, normalise_code
-from estafet.relay.central.errors import EnrollError
-from estafet.relay.central.ingest import Central
 from tests.kit import DAY, NOW, TPS_A, TPS_B, World
 
 EXPIRES = NOW + 2 * DAY

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from estafet.central.ingest import Central
 from estafet.crypto.trust import Verified
-from estafet.protocol.objects import Envelope
-from estafet.relay.central.ingest import Central
-from estafet.relay.central.tally import resolve_slot, tally_from_results
+from estafet.protocol.objects import Envelope, ResultBody
+from estafet.protocol.tally import resolve_slot, tally_from_results
 from tests.kit import NOW, World
 
 from .conftest import photo_hashes, result, world_authority
@@ -88,18 +88,26 @@ def test_tally_of_all_kotabaru_tps(everything: Any, tmp_path: Any) -> None:
     assert (hampang["name"], hampang["tps_expected"]) == ("Hampang", 23)
 
 
+def held(verified: list[Verified]) -> list[tuple[bytes, ResultBody, bytes]]:
+    out = []
+    for v in verified:
+        assert isinstance(v.envelope.body, ResultBody)
+        out.append((v.id, v.envelope.body, v.signer.key_id))
+    return out
+
+
 def test_a_gateway_sees_the_same_view(everything: Any) -> None:
     world, envs, forms = everything
     trust = world.trust()
     verified = [trust.verify(env, NOW) for env in envs if env.tps.startswith("630214")]
-    view = tally_from_results(world.manifest, verified, region_prefix="630214")
+    view = tally_from_results(world.manifest, held(verified), region_prefix="630214")
     for election in view["elections"]:
         want = expected_sums(forms, election["kind"], "630214")
         assert election["tps_expected"] == election["tps_accepted"] == 23
         assert election["tally"] == {b: want[b] for b in election["tally"]}
         assert [k["code"] for k in election["kecamatan"]] == ["630214"]
     # without a region the rest of the kabupaten is simply missing
-    whole = tally_from_results(world.manifest, verified)
+    whole = tally_from_results(world.manifest, held(verified))
     bupati = whole["elections"][1]
     assert (bupati["tps_accepted"], bupati["tps_missing"]) == (23, 551 - 23)
     pulau = next(k for k in bupati["kecamatan"] if k["code"] == "630201")
@@ -131,11 +139,11 @@ def test_gateway_view_applies_the_counting_rule(everything: Any) -> None:
     one = result(world, key, cert)
     two = result(world, thief, thief_cert, invalid=1)
     verified: list[Verified] = [trust.verify(e, NOW) for e in (one, two)]
-    view = tally_from_results(world.manifest, verified)
+    view = tally_from_results(world.manifest, held(verified))
     assert view["elections"][1]["tps_conflict"] == 1
     assert view["conflicts"][0]["tps"] == one.tps
     fix = result(world, key, cert, revision=1, supersedes=one.id.hex())
-    view = tally_from_results(world.manifest, [*verified, trust.verify(fix, NOW)])
+    view = tally_from_results(world.manifest, held([*verified, trust.verify(fix, NOW)]))
     assert view["elections"][1]["tps_accepted"] == 1 and view["conflicts"] == []
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from estafet.central.authority import init_central, load_authority, revoke
+from estafet.central.errors import AuthorityError
 from estafet.crypto.keyfile import is_encrypted
 from estafet.crypto.keys import key_id
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, RevocationBody, decode_envelope
-from estafet.relay.central.authority import init_central, load_authority, revoke
-from estafet.relay.central.errors import AuthorityError
 from tests.kit import DAY, NOW, kotabaru_manifest
 
 PASS = "kpu kotabaru 2024"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from estafet.relay.central.errors import ManifestFileError
-from estafet.relay.central.manifest_file import load_manifest_file
+from estafet.central.errors import ManifestFileError
+from estafet.central.manifest_file import load_manifest_file
 from tests.kit import FIXTURES, kotabaru_manifest
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from estafet.central.authority import Authority
+from estafet.central.ingest import Central
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore
 from estafet.protocol import codec
@@ -17,8 +19,6 @@ from estafet.protocol.objects import (
     encode_envelope,
     log_entry_hash,
 )
-from estafet.relay.central.authority import Authority
-from estafet.relay.central.ingest import Central
 from tests.kit import DAY, NOW, TPS_A, TPS_B, World
 
 from .conftest import photo_hashes, result
@@ -395,7 +395,7 @@ def test_a_running_server_learns_a_revocation_made_by_another_process(
 ) -> None:
     """`central revoke` runs as its own process while `central serve` runs: the server must
     stop trusting the key at its next ingest, without a restart."""
-    from tests.relay.central.conftest import world_authority
+    from tests.central.conftest import world_authority
 
     key, cert = world.officer("chair-a")
     serving = Central(authority.home, authority)
