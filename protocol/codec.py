@@ -6,6 +6,12 @@ no ext types. :func:`decode` enforces explicit size limits and rejects any input
 exactly the canonical encoding of what it decodes to, so one value has exactly one byte string
 and signatures are always checked over the bytes received. Every malformed input raises
 :class:`~estafet.protocol.errors.DecodeError`, whatever msgpack itself raised.
+
+Before msgpack builds anything, :func:`scan` walks the bytes' headers and counts every element
+(each scalar, array and map, map keys included) and the nesting depth; input over
+``Limits.max_elements`` or ``Limits.max_depth`` raises :class:`BudgetError`. The scan stops at
+the first element over budget and skips strings and byte strings by their length, so refusing
+4 MiB of nested empty arrays costs a few milliseconds and no memory (issue 11, item 4).
 """
 
 from __future__ import annotations
@@ -15,7 +21,18 @@ from typing import Any
 
 import msgpack
 
-from .errors import DecodeError
+from .errors import BudgetError, DecodeError
+
+__all__ = [
+    "OBJECT_LIMITS",
+    "MANIFEST_LIMITS",
+    "BudgetError",
+    "DecodeError",
+    "Limits",
+    "decode",
+    "encode",
+    "scan",
+]
 
 Value = Any  # None | bool | int | str | bytes | list[Value] | dict[str, Value]
 
@@ -32,15 +49,87 @@ class Limits:
     max_bin: int = 64 * 1024
     max_array: int = 1024
     max_map: int = 64
+    max_elements: int = 16_384
+    """Every scalar, array and map counts one (map keys too)."""
+    max_depth: int = 32
 
 
 OBJECT_LIMITS = Limits()
 """Results, receipts, endorsements, certificates, revocations and API messages."""
 
 MANIFEST_LIMITS = Limits(
-    max_bytes=32 * 1024 * 1024, max_str=4096, max_bin=32 * 1024 * 1024, max_array=2_000_000
+    max_bytes=32 * 1024 * 1024,
+    max_str=4096,
+    max_bin=32 * 1024 * 1024,
+    max_array=2_000_000,
+    max_elements=8_000_000,
+    max_depth=6,
 )
 """Manifests list every TPS of a region, so they may be large."""
+
+
+# Header byte -> (fixed size after the header byte, width of a length field, children per count).
+# Lengths of str/bin follow the header; arrays have ``count`` children, maps ``2 * count``.
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_FIXED.update({0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8})
+_SIZED = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+_CONTAINERS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+
+
+def _over(what: str, elements: int, depth: int) -> BudgetError:
+    return BudgetError(f"decoding budget exceeded: {what}", elements=elements, depth=depth)
+
+
+def scan(data: bytes, limits: Limits = OBJECT_LIMITS) -> int:
+    """Count the elements of ``data`` without building them; return the count.
+
+    Raises :class:`BudgetError` as soon as the count passes ``limits.max_elements`` or the
+    nesting passes ``limits.max_depth``, and :class:`DecodeError` for a header that promises
+    more than the input holds. Malformed details (floats, ext, bad UTF-8) are left to
+    :func:`decode`, which runs only after a successful scan."""
+    n, pos, elements = len(data), 0, 0
+    pending = [1]  # children still expected at each open level; the root is one element
+    max_el, max_depth = limits.max_elements, limits.max_depth
+    while pending:
+        if pending[-1] == 0:
+            pending.pop()
+            continue
+        pending[-1] -= 1
+        if pos >= n:
+            raise DecodeError("truncated message")
+        elements += 1
+        if elements > max_el:
+            raise _over(f"more than {max_el} elements", elements, len(pending))
+        b = data[pos]
+        pos += 1
+        children = 0
+        if b <= 0x7F or b >= 0xE0:
+            continue
+        if 0x80 <= b <= 0x9F:
+            children = (b & 0x0F) * (2 if b < 0x90 else 1)
+        elif 0xA0 <= b <= 0xBF:
+            pos += b & 0x1F
+            continue
+        elif b in _FIXED:
+            pos += _FIXED[b]
+            continue
+        elif b in _SIZED:
+            w = _SIZED[b]
+            pos += w + int.from_bytes(data[pos : pos + w], "big")
+            continue
+        elif b in _CONTAINERS:
+            w, per = _CONTAINERS[b]
+            children = int.from_bytes(data[pos : pos + w], "big") * per
+            pos += w
+        else:
+            continue  # float, ext, 0xc1: sized by msgpack and refused by decode()
+        if children:
+            if children > n - pos:
+                raise DecodeError(f"container of {children} elements in {n - pos} bytes")
+            if len(pending) > max_depth:
+                raise _over(f"nested deeper than {max_depth}", elements, len(pending))
+            pending.append(children)
+    return elements
 
 
 def _canonical(value: Value, depth: int = 0) -> Value:
@@ -96,6 +185,7 @@ def decode(data: bytes, limits: Limits = OBJECT_LIMITS) -> Value:
         raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
     if not data:
         raise DecodeError("empty message")
+    scan(data, limits)
     try:
         value = msgpack.unpackb(
             data,

@@ -4,6 +4,8 @@
 
     ProtocolError                 root: anything protocol/ refuses
     ├── DecodeError               untrusted bytes that are malformed, oversized or non-canonical
+    │   └── BudgetError           more elements or deeper nesting than the budget (refused before
+    │                             anything is built)
     ├── SchemaError               well-formed bytes whose content has the wrong shape
     ├── FormError                 a result form that breaks hard rules (carries the violations)
     └── ManifestError             an election manifest that cannot be used
@@ -22,6 +24,18 @@ class ProtocolError(Exception):
 
 class DecodeError(ProtocolError):
     """Bytes from outside could not be decoded within limits, or were not canonical."""
+
+
+class BudgetError(DecodeError):
+    """Untrusted bytes hold more elements, or nest deeper, than the decoding budget allows.
+
+    Raised by a scan of the bytes before any value is built, so refusing a hostile body costs
+    time proportional to the budget, not to the body, and no memory."""
+
+    def __init__(self, message: str, *, elements: int, depth: int) -> None:
+        super().__init__(message)
+        self.elements = elements
+        self.depth = depth
 
 
 class SchemaError(ProtocolError):

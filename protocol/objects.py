@@ -398,12 +398,18 @@ def decode_envelope(data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Enve
         raise DecodeError("not canonical: empty chain must be omitted")
     # An array element takes at least one byte, so an array cap of the content's length bounds
     # memory by the (already capped) input size; per-kind caps are checked by the schemas.
+    # Only a manifest may be larger than an object; its rows take at least four bytes per element
+    # (a TPS row is [code, dpt]), so its element budget follows its size; anything else gets the
+    # object budget, checked before the content is built.
+    big = len(data) > MAX_OBJECT_BYTES
     limits = codec.Limits(
         max_bytes=len(content),
         max_str=4096,
         max_bin=64,
         max_array=min(len(content), codec.MANIFEST_LIMITS.max_array),
         max_map=64,
+        max_elements=len(content) // 4 + 1024 if big else codec.OBJECT_LIMITS.max_elements,
+        max_depth=codec.MANIFEST_LIMITS.max_depth if big else codec.OBJECT_LIMITS.max_depth,
     )
     m = codec.decode(content, limits)
     if not isinstance(m, dict):

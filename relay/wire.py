@@ -16,7 +16,13 @@ MAX_BODY = 8 * 1024 * 1024
 MAX_IDS = 1024
 MAX_OBJECTS = 512
 API_LIMITS = codec.Limits(
-    max_bytes=MAX_BODY, max_str=4096, max_bin=MAX_BODY, max_array=MAX_IDS * 2, max_map=32
+    max_bytes=MAX_BODY,
+    max_str=4096,
+    max_bin=MAX_BODY,
+    max_array=MAX_IDS * 2,
+    max_map=32,
+    max_elements=65_536,
+    max_depth=8,
 )
 MSGPACK = "application/msgpack"
 

@@ -286,3 +286,88 @@ def test_deep_nesting_beyond_msgpack_stack_is_a_decode_error() -> None:
         decode(b"\x91" * 60_000 + b"\xc0")
     with pytest.raises(DecodeError):
         decode(b"\x81\xa1a" * 20_000 + b"\xc0")
+
+
+# --- element budget (issue 11, item 4) ------------------------------------------------------
+
+API_LIKE = Limits(max_bytes=8 << 20, max_bin=8 << 20, max_array=2048, max_elements=65_536)
+
+
+def hostile_nested_arrays(size: int = 4 << 20) -> bytes:
+    """Blocks of 1,024 rows of 1,024 empty arrays: every array within the per-array limit."""
+    row = b"\xdc\x04\x00" + b"\x90" * 1024
+    block = b"\xdc\x04\x00" + row * 1024
+    count = round(size / len(block))
+    return bytes([0x90 | count]) + block * count
+
+
+def test_hostile_4mib_of_nested_empty_arrays_is_refused_by_the_budget() -> None:
+    body = hostile_nested_arrays()
+    assert len(body) > 4_000_000
+    codec.scan(body, Limits(max_bytes=8 << 20, max_array=2048, max_elements=5_000_000))  # valid
+    with pytest.raises(codec.BudgetError) as info:
+        decode(body, API_LIKE)
+    assert info.value.elements == API_LIKE.max_elements + 1
+
+
+def test_budget_error_is_a_decode_error_so_every_caller_already_refuses_it() -> None:
+    assert issubclass(codec.BudgetError, DecodeError)
+
+
+def test_element_budget_both_sides() -> None:
+    value = list(range(99))  # 1 array + 99 ints = 100 elements
+    assert codec.scan(encode(value)) == 100
+    assert decode(encode(value), Limits(max_elements=100)) == value
+    with pytest.raises(codec.BudgetError):
+        decode(encode(value), Limits(max_elements=99))
+
+
+def test_map_keys_count_against_the_budget() -> None:
+    value = {str(i): None for i in range(10)}  # 1 map + 10 keys + 10 values
+    assert codec.scan(encode(value)) == 21
+    with pytest.raises(codec.BudgetError):
+        decode(encode(value), Limits(max_elements=20))
+
+
+def test_depth_budget_both_sides() -> None:
+    assert decode(encode(nest(4)), Limits(max_depth=4)) == nest(4)
+    with pytest.raises(codec.BudgetError) as info:
+        decode(encode(nest(5)), Limits(max_depth=4))
+    assert info.value.depth == 5
+
+
+def test_container_promising_more_elements_than_bytes_is_refused_before_decoding() -> None:
+    with pytest.raises(DecodeError, match="elements in"):
+        codec.scan(b"\xdd\x00\x10\x00\x00" + b"\x90" * 10)
+
+
+def test_strings_and_bins_are_skipped_by_length_not_walked() -> None:
+    body = encode({"a": b"\x90" * 100_000, "b": "\x90" * 1000})
+    assert codec.scan(body, Limits(max_bytes=1 << 20, max_bin=1 << 20)) == 5
+
+
+@given(values)
+@SETTINGS
+def test_scan_counts_exactly_the_elements_of_any_value(value: Any) -> None:
+    def count(v: Any) -> int:
+        if isinstance(v, list):
+            return 1 + sum(count(x) for x in v)
+        if isinstance(v, dict):
+            return 1 + sum(1 + count(x) for x in v.values())
+        return 1
+
+    data = encode(value)
+    assert codec.scan(data, Limits(max_elements=10**6)) == count(value)
+    n = count(value)
+    assert decode(data, Limits(max_elements=n)) == value
+    with pytest.raises(codec.BudgetError):
+        decode(data, Limits(max_elements=n - 1))
+
+
+@given(st.binary(max_size=200))
+@SETTINGS
+def test_scan_of_random_bytes_raises_only_decode_errors(data: bytes) -> None:
+    try:
+        codec.scan(data, Limits(max_elements=50, max_depth=5))
+    except DecodeError:
+        pass
