@@ -225,8 +225,16 @@ _ENDORSEMENTS_SELECT = (
     "SELECT e.*, o.status, o.reason FROM endorsements e JOIN objects o ON o.id = e.id"
 )
 
+
+def _m2_enroll_limits(db: sqlite_utils.Database) -> None:
+    """Failures keyed by client block and by code (issue 11: no global lock-out switch)."""
+    db.table("enroll_failures").add_column("code", bytes)
+    db.table("enroll_failures").create_index(["code", "time"])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _m1_schema),
+    (2, "enrollment failures per code", _m2_enroll_limits),
 ]
 """Numbered schema changes. Append only; never edit one that shipped."""
 
@@ -560,21 +568,31 @@ class CentralDB:
         )
         return True
 
-    def add_failure(self, client: str, now: int, reason: str) -> None:
+    def add_failure(self, client: str, now: int, reason: str, code: bytes | None = None) -> None:
         self._x(
-            "INSERT INTO enroll_failures (client, time, reason) VALUES (?, ?, ?)",
-            (client, now, reason),
+            "INSERT INTO enroll_failures (client, time, reason, code) VALUES (?, ?, ?, ?)",
+            (client, now, reason, code),
         )
 
-    def failures_since(self, since: int, client: str | None = None) -> int:
-        if client is None:
-            row = self._one("SELECT count(*) AS n FROM enroll_failures WHERE time > ?", (since,))
+    def failures_since(
+        self, since: int, *, client: str | None = None, code: bytes | None = None
+    ) -> int:
+        """Failures after ``since`` from one client block, or against one code."""
+        if client is not None:
+            where, arg = "client = ?", client
+        elif code is not None:
+            where, arg = "code = ?", code
         else:
-            row = self._one(
-                "SELECT count(*) AS n FROM enroll_failures WHERE client = ? AND time > ?",
-                (client, since),
-            )
+            raise ValueError("failures are counted per client block or per code, never globally")
+        row = self._one(
+            f"SELECT count(*) AS n FROM enroll_failures WHERE {where} AND time > ?",  # noqa: S608
+            (arg, since),
+        )
         return 0 if row is None else int(row["n"])
+
+    def issued_cert(self, serial: int) -> bytes | None:
+        row = self._one("SELECT raw FROM issued_certs WHERE serial = ?", (serial,))
+        return None if row is None else bytes(row["raw"])
 
     def prune_failures(self, before: int) -> None:
         self._x("DELETE FROM enroll_failures WHERE time <= ?", (before,))

@@ -9,11 +9,15 @@ four groups (``7KQ2-M9XD-4HRT-B1CE``, 80 bits); on input, case, spaces and dashe
 the look-alikes O/I/L read as 0/1/1. Only ``SHA-256(salt + normalised code)`` is stored, with a
 random per-server salt, together with the role, TPS or scope and the expiry.
 
-:meth:`Enrollment.enroll` checks, in order: the client's failure budget (at most
-``client_limit`` failures per ``window`` seconds per client address, and ``global_limit`` over
-all clients: past it everything is refused until the window passes), the key's shape, then the
-code (unknown / expired / already used, each a recorded failure). It then issues the certificate
-and marks the code used in one transaction, so a code can never be spent twice. The answer
+:meth:`Enrollment.enroll` checks, in order: the failure budget of the client's *block* (at most
+``client_limit`` failures per ``window`` seconds per IPv4 /24 or IPv6 /56; the web layer takes
+the address from ``X-Forwarded-For`` only when the TCP peer is a configured trusted proxy) and of
+the *code* (at most ``code_limit`` failures per window against one code), the key's shape, then
+the code (unknown / expired / already used, each a recorded failure). There is no global limit:
+one attacker's failures never lock out another block (issue 11, item 5). It then issues the
+certificate and marks the code used in one transaction, so a code can never be spent twice. A
+retry of a used code with the *same* key (the answer was lost on the way) returns the same
+certificate again; with another key it is ``already-used``. The answer
 carries everything a new device needs to trust and be trusted: its certificate, the issuer
 certificate, the root public key and its key id (the fingerprint printed beside the codes, which
 the device compares before pinning), the signed manifest and the latest revocation list.
@@ -22,6 +26,7 @@ the device compares before pinning), the signed manifest and the latest revocati
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +35,7 @@ from typing import Any, NoReturn
 from estafet.crypto.keys import key_id
 from estafet.crypto.seal import certify
 from estafet.protocol.manifest import Manifest, is_region_code
-from estafet.protocol.objects import CertificateBody, Envelope
+from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
 
 from .authority import Authority
 from .db import CentralDB
@@ -55,6 +60,21 @@ def normalise_code(code: str) -> str | None:
     if len(s) != GROUPS * GROUP_LEN or any(c not in ALPHABET for c in s):
         return None
     return s
+
+
+def client_block(address: str) -> str:
+    """The block a client's failures count against: its IPv4 /24 or IPv6 /56.
+
+    Rate limits per block, not per address, so one host cannot dodge them by hopping addresses
+    inside its own subnet, and one block's failures never lock out another's."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 56
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
 def format_code(normalised: str) -> str:
@@ -100,14 +120,14 @@ class Enrollment:
         *,
         valid_until: int | None = None,
         client_limit: int = 10,
-        global_limit: int = 1000,
+        code_limit: int = 5,
         window: int = 600,
     ) -> None:
         self.db = db
         self.authority = authority
         self.valid_until = valid_until
         self.client_limit = client_limit
-        self.global_limit = global_limit
+        self.code_limit = code_limit
         self.window = window
         self._salt = db.setting("enroll_salt", lambda: secrets.token_bytes(32))
 
@@ -186,43 +206,60 @@ class Enrollment:
 
     # --- enrolling ----------------------------------------------------------------------------
     def enroll(self, code: str, public_key: bytes, now: int, client: str) -> EnrollResult:
-        """Exchange a code and a fresh public key for a certificate. Raises EnrollError."""
+        """Exchange a code and a fresh public key for a certificate. Raises EnrollError.
+
+        ``client`` is the client's address as the web layer resolved it; limits apply to its
+        block (:func:`client_block`)."""
+        block = client_block(client)
+        normalised = normalise_code(code)
+        hashed = None if normalised is None else self.code_hash(normalised)
         with self.db.lock:
             since = now - self.window
-            if self.db.failures_since(since, client) >= self.client_limit:
+            if self.db.failures_since(since, client=block) >= self.client_limit:
                 raise EnrollError("rate-limited", f"too many failures; retry in {self.window} s")
-            if self.db.failures_since(since) >= self.global_limit:
-                raise EnrollError("rate-limited", "the server is refusing enrollments for now")
+            if hashed and self.db.failures_since(since, code=hashed) >= self.code_limit:
+                raise EnrollError("rate-limited", f"this code is locked; retry in {self.window} s")
             if not isinstance(public_key, bytes) or len(public_key) != 32:
                 raise EnrollError("bad-key", "the public key must be 32 bytes")
-            normalised = normalise_code(code)
-            if normalised is None:
-                self._fail(client, now, "unknown-code", "that is not the shape of a code")
-            row = self.db.code(self.code_hash(normalised))
+            if hashed is None:
+                self._fail(block, now, "unknown-code", "that is not the shape of a code")
+            row = self.db.code(hashed)
             if row is None:
-                self._fail(client, now, "unknown-code", "check the code and type it again")
+                self._fail(block, now, "unknown-code", "check the code and type it again", hashed)
             if row["used_at"] is not None:
-                self._fail(client, now, "already-used", "ask the KPU for a new code")
+                if row["used_key"] is not None and bytes(row["used_key"]) == key_id(public_key):
+                    return self._answer(self._reissued(row))
+                self._fail(block, now, "already-used", "ask the KPU for a new code", hashed)
             if row["expires_at"] <= now:
-                self._fail(client, now, "expired", "ask the KPU for a new code")
+                self._fail(block, now, "expired", "ask the KPU for a new code", hashed)
             if self.db.issued_label(key_id(public_key)) is not None:
                 raise EnrollError("bad-key", "this key is already enrolled; make a new key")
-            cert = self._issue(row, public_key, now)
-            trust = self.authority.trust
-            assert trust.manifest_envelope is not None and trust.revocation_envelope is not None
-            return EnrollResult(
-                certificate=cert,
-                issuer_certificate=self.authority.issuer_cert,
-                root_public=trust.root_public,
-                root_id=trust.root_id,
-                manifest=trust.manifest_envelope,
-                revocation=trust.revocation_envelope,
-            )
+            return self._answer(self._issue(row, public_key, now))
 
-    def _fail(self, client: str, now: int, reason: str, detail: str) -> NoReturn:
+    def _reissued(self, row: dict[str, Any]) -> Envelope:
+        raw = self.db.issued_cert(int(row["serial"]))
+        if raw is None:  # pragma: no cover - use_code writes both in one transaction
+            raise EnrollError("already-used", "ask the KPU for a new code")
+        return decode_envelope(raw)
+
+    def _answer(self, cert: Envelope) -> EnrollResult:
+        trust = self.authority.trust
+        assert trust.manifest_envelope is not None and trust.revocation_envelope is not None
+        return EnrollResult(
+            certificate=cert,
+            issuer_certificate=self.authority.issuer_cert,
+            root_public=trust.root_public,
+            root_id=trust.root_id,
+            manifest=trust.manifest_envelope,
+            revocation=trust.revocation_envelope,
+        )
+
+    def _fail(
+        self, block: str, now: int, reason: str, detail: str, code: bytes | None = None
+    ) -> NoReturn:
         with self.db.write():
             self.db.prune_failures(now - 2 * self.window)
-            self.db.add_failure(client, now, reason)
+            self.db.add_failure(block, now, reason, code)
         raise EnrollError(reason, detail)
 
     def _issue(self, row: dict[str, Any], public_key: bytes, now: int) -> Envelope:

@@ -29,6 +29,7 @@ versions only) but not tallied. One ingest is one database transaction.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,9 @@ class Central:
         self.stats = Stats()
         self.enrollment = Enrollment(self.db, authority, valid_until=valid_until)
         self._issued: list[bytes] = []
+        self.trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+        """Reverse proxies whose X-Forwarded-For the enroll route believes (``central serve
+        --trusted-proxy``); empty: the TCP peer is the client."""
         self._relearn()
 
     def take_issued(self) -> list[bytes]:

@@ -13,6 +13,7 @@ beyond its constant keys. The web layer is the one place that reads the clock.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,6 +44,38 @@ ENROLL_STATUS = {
 }
 EXECUTOR_KEY = web.AppKey("estafet.central.executor", ThreadPoolExecutor)
 T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_proxies(values: list[str] | tuple[str, ...]) -> tuple[Network, ...]:
+    """Trusted reverse proxies as networks (``127.0.0.1``, ``10.0.0.0/8``); ValueError if bad."""
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values)
+
+
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in proxies)
+
+
+def client_address(remote: str | None, forwarded: str | None, proxies: tuple[Network, ...]) -> str:
+    """The client a request comes from, for enrollment rate limits.
+
+    ``X-Forwarded-For`` is believed only when the TCP peer is a trusted proxy; then the
+    rightmost entry that is not itself a trusted proxy is the client (entries to its left were
+    written by the client and may be lies). Anyone else's header is ignored (issue 11, item 5)."""
+    remote = remote or "unknown"
+    if not forwarded or not _trusted(remote, proxies):
+        return remote
+    for hop in reversed([h.strip() for h in forwarded.split(",")][-16:]):
+        if not _trusted(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return remote
+    return remote
 
 
 def add_central_routes(
@@ -137,7 +170,9 @@ class _Handlers:
             detail = 'expected {"code": str, "public_key": 32 bytes}'
             return _msgpack({"error": "bad-request", "detail": detail}, 400)
         central = self._central(request)
-        client = request.remote or "unknown"
+        client = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), central.trusted_proxies
+        )
         try:
             result = await self._run(
                 request, central.enroll, msg["code"], msg["public_key"], self.clock(), client

@@ -18,7 +18,9 @@ from estafet.central import (
 )
 from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
 from estafet.central.serve import open_central, store_issued, tls_context
+from estafet.central.web import parse_proxies
 from estafet.relay.daemon import serve_until_signalled, setup_logging
+from estafet.relay.enrollment import format_fingerprint
 from estafet.relay.home import parse_hostport
 
 from .common import (
@@ -98,7 +100,9 @@ def central_codes(
     expires_days: int,
     passphrase_file: Path | None,
 ) -> None:
-    """Make one-time enrollment codes; prints JSON lines {"tps", "role", "code"}."""
+    """Make one-time enrollment codes; prints JSON lines {"tps", "role", "code", "root"}.
+
+    "root" is the root fingerprint: print it on every code sheet; `node enroll` asks for it."""
     chosen = sum(bool(x) for x in (tps, all_tps, count))
     if chosen != 1:
         raise click.UsageError("give exactly one of --tps, --all-tps, --count")
@@ -113,10 +117,13 @@ def central_codes(
         )
         now = int(time.time())
         rows = c.enrollment.make_codes(role, targets, now + expires_days * DAY, now, scope)
+        fingerprint = format_fingerprint(c.trust.root_id)
     finally:
         c.close()
+    click.echo(f"root fingerprint (print it beside the codes): {fingerprint}", err=True)
     for r in rows:
-        click.echo(json.dumps({"tps": r["tps"], "role": r["role"], "code": r["code"]}))
+        line = {"tps": r["tps"], "role": r["role"], "code": r["code"], "root": fingerprint}
+        click.echo(json.dumps(line))
 
 
 @central.command("trust")
@@ -151,6 +158,12 @@ def central_trust(home: Path | None) -> None:
     show_default=True,
     help="How much to log (JSON lines on stderr when it is not a terminal).",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    help="Address or network of a reverse proxy whose X-Forwarded-For is believed (repeatable).",
+)
 @passphrase_option
 @friendly
 def central_serve(
@@ -159,12 +172,17 @@ def central_serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     log_level: str,
+    trusted_proxies: tuple[str, ...],
     passphrase_file: Path | None,
 ) -> None:
     """Serve enrollment, ingest (the /v1/ API), the dashboard and /api/status."""
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     parse_hostport(listen)
+    try:
+        proxies = parse_proxies(trusted_proxies)
+    except ValueError as exc:
+        raise click.UsageError(f"--trusted-proxy: {exc}") from exc
     h = resolve_home(home)
     pw = get_passphrase(passphrase_file, what="issuer key")
     tls = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
@@ -172,6 +190,7 @@ def central_serve(
 
     async def main() -> None:
         node, c = open_central(h, pw, listen, tls=tls)
+        c.trusted_proxies = proxies
         scheme = "https" if tls else "http"
 
         def ready() -> None:

@@ -15,7 +15,12 @@ from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import decode_envelope
 from estafet.relay import bundle as bundles
 from estafet.relay.daemon import serve_until_signalled, setup_logging
-from estafet.relay.enrollment import insecure_url_warning, install, request_enrollment
+from estafet.relay.enrollment import (
+    insecure_url_warning,
+    install,
+    normalise_fingerprint,
+    request_enrollment,
+)
 from estafet.relay.errors import ConfigError
 from estafet.relay.home import Home, NodeConfig, parse_hostport, read_trust_file
 from estafet.relay.local import endorse, submit_result
@@ -128,7 +133,12 @@ def node_init(
     "--trust",
     "trust_file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Pin this trust anchor (from `central trust`) instead of trusting the answer.",
+    help="Pin this trust anchor (from `central trust`).",
+)
+@click.option(
+    "--root-fingerprint",
+    default=None,
+    help="The root fingerprint printed beside the codes (else you are asked to type it).",
 )
 @passphrase_option
 @friendly
@@ -137,17 +147,27 @@ def node_enroll(
     central: str,
     code: str,
     trust_file: Path | None,
+    root_fingerprint: str | None,
     passphrase_file: Path | None,
 ) -> None:
-    """Enroll this node's key with a one-time code; receive its certificate and the manifest."""
+    """Enroll this node's key with a one-time code; receive its certificate and the manifest.
+
+    The central's root key must be confirmed before anything is pinned: give --trust FILE or
+    --root-fingerprint HEX, or type the fingerprint from the code sheet when asked."""
     h = Home(resolve_home(home))
     key = _open_key(h, passphrase_file)
     warn = insecure_url_warning(central)
     if warn:
         click.secho(warn, fg="red", err=True)
     pinned = read_trust_file(trust_file) if trust_file else h.load_trust()
+    if pinned is None and root_fingerprint is None:
+        root_fingerprint = click.prompt(
+            "Root fingerprint from the KPU code sheet (sidik jari root)", err=True
+        )
+    if root_fingerprint is not None:
+        normalise_fingerprint(root_fingerprint)  # a typo is refused before the code is spent
     materials = asyncio.run(request_enrollment(central, code, key))
-    cert = install(h.path, key, materials, pinned)
+    cert = install(h.path, key, materials, pinned, fingerprint=root_fingerprint)
     cfg = h.load_config()
     if not cfg.central:
         cfg.central = central

@@ -276,6 +276,8 @@ class Demo:
                 self.central.url,
                 "--code",
                 code,
+                "--trust",
+                str(self.central.home / "trust.json"),
             )
 
     def submit(self) -> None:

@@ -1,15 +1,16 @@
 """Client side of enrollment: send our public key and a one-time code, keep what comes back.
 
-The central server answers with our certificate, its issuer certificate, the root public key
-(pinned from then on, unless the officer pinned one beforehand with ``--trust``), the signed
-manifest and the latest revocation list. Everything is verified against that root before it is
-installed in the node's store. Plain ``http://`` to anything but loopback or a private LAN
-address warns loudly: enrollment is the one step whose answer we cannot yet verify.
+The central server answers with our certificate, its issuer certificate, the root public key,
+the signed manifest and the latest revocation list. The root is never taken on the server's
+word: the officer pins it beforehand, with the trust anchor file (``--trust``) or the root
+fingerprint printed beside the codes (``--root-fingerprint`` or typed at the prompt), and
+:func:`install` refuses an answer whose root does not match (a fake central, issue 11 item 5).
+Everything is then verified against that root before it is installed in the node's store. Any
+plain ``http://`` URL warns: the code travels in the clear and can be stolen on the way.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from estafet.crypto.errors import VerifyError
-from estafet.crypto.keys import SigningKey, key_id
+from estafet.crypto.keys import KEY_ID_BYTES, SigningKey, key_id
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody
 
@@ -43,20 +44,38 @@ class Materials:
 
 
 def insecure_url_warning(url: str) -> str | None:
-    """A warning when ``url`` is plain HTTP to a host that is not loopback or a private LAN."""
+    """A warning for any plain ``http://`` URL: the one-time code travels in the clear."""
     parts = urlsplit(url)
     if parts.scheme == "https":
         return None
-    host = parts.hostname or ""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost":
-            return None
-        return f"WARNING: enrolling over plain http:// to {host}: use https:// across the internet"
-    if ip.is_loopback or ip.is_private:
-        return None
-    return f"WARNING: enrolling over plain http:// to {host}: use https:// across the internet"
+    host = parts.hostname or url
+    return (
+        f"WARNING: enrolling over plain http:// to {host}: anyone on the way can read the code; "
+        "use https:// (the root fingerprint check still stops a fake server)"
+    )
+
+
+MIN_FINGERPRINT_HEX = 20
+"""Typed fingerprints may be a prefix of the root key id, but at least 80 bits long."""
+
+
+def normalise_fingerprint(text: str) -> str:
+    """A typed root fingerprint as lowercase hex; spaces, dashes and colons are ignored."""
+    hexed = "".join(c for c in text.lower() if c not in " -:\t")
+    full = 2 * KEY_ID_BYTES
+    if not MIN_FINGERPRINT_HEX <= len(hexed) <= full or any(
+        c not in "0123456789abcdef" for c in hexed
+    ):
+        raise EnrollError(
+            f"a root fingerprint is {MIN_FINGERPRINT_HEX}..{full} hex digits (as printed by "
+            "`estafet central codes`)"
+        )
+    return hexed
+
+
+def format_fingerprint(root_id: bytes) -> str:
+    h = root_id.hex()
+    return " ".join(h[i : i + 4] for i in range(0, len(h), 4))
 
 
 async def request_enrollment(central: str, code: str, key: SigningKey) -> Materials:
@@ -91,16 +110,32 @@ async def request_enrollment(central: str, code: str, key: SigningKey) -> Materi
 
 
 def install(
-    home: Path, key: SigningKey, m: Materials, pinned_root: bytes | None, now: int | None = None
+    home: Path,
+    key: SigningKey,
+    m: Materials,
+    pinned_root: bytes | None,
+    now: int | None = None,
+    *,
+    fingerprint: str | None = None,
 ) -> CertificateBody:
-    """Verify the enrollment materials and put them in the node's store; pin the root."""
+    """Verify the enrollment materials and put them in the node's store; pin the root.
+
+    The root must match ``pinned_root`` or the typed ``fingerprint``; with neither (only
+    library callers that already trust the channel, such as the demo) the answer's root is
+    pinned as given."""
     now = int(time.time()) if now is None else now
     if not isinstance(m.root_public, bytes) or len(m.root_public) != 32:
         raise EnrollError("the server sent a malformed root key")
+    got = key_id(m.root_public).hex()
     if pinned_root is not None and pinned_root != m.root_public:
         raise EnrollError(
-            f"the server's root key {key_id(m.root_public).hex()} is not the pinned root "
-            f"{key_id(pinned_root).hex()}: refusing"
+            f"the server's root key {got} is not the pinned root {key_id(pinned_root).hex()}: "
+            "refusing (a fake or wrong central server?)"
+        )
+    if fingerprint is not None and not got.startswith(normalise_fingerprint(fingerprint)):
+        raise EnrollError(
+            f"the server's root fingerprint {format_fingerprint(key_id(m.root_public))} is not "
+            "the one you typed: refusing (a fake or wrong central server?)"
         )
     trust = TrustStore(m.root_public)
     raws = [m.issuer_certificate, m.manifest, m.certificate]

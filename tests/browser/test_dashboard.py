@@ -98,7 +98,8 @@ def test_dashboard_shows_progress_and_a_conflict_live(playwright_api: Any, tmp_p
         # KPU: central home, a chair code for TPS_A, the server on a free loopback port
         kpu = tmp_path / "kpu"
         ok(invoke("central", "init", "--home", kpu, "--manifest", MANIFEST))
-        code = codes(kpu, "kpps-chair", "--tps", TPS_A)[0]["code"]
+        made = codes(kpu, "kpps-chair", "--tps", TPS_A)[0]
+        code = made["code"]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         central = start("central", "central", "serve", "--home", kpu, "--listen",
@@ -112,7 +113,8 @@ def test_dashboard_shows_progress_and_a_conflict_live(playwright_api: Any, tmp_p
         ok(invoke("node", "init", "--home", phone, "--listen", f"127.0.0.1:{free_port()}",
                   "--no-mdns", "--no-beacon", "--no-passphrase",
                   "--sync-interval", "0.3"))  # fmt: skip
-        ok(invoke("node", "enroll", "--home", phone, "--central", url, "--code", code))
+        ok(invoke("node", "enroll", "--home", phone, "--central", url, "--code", code,
+                  "--root-fingerprint", made["root"]))  # fmt: skip
         twin = tmp_path / "twin"
         shutil.copytree(phone, twin)
         for election in ("bupati", "gubernur"):

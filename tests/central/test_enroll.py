@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from estafet.central.authority import Authority
-from estafet.central.enroll import Enrollment, normalise_code
+from estafet.central.enroll import Enrollment, client_block, normalise_code
 from estafet.central.errors import EnrollError
 from estafet.central.ingest import Central
 from estafet.crypto.keys import SigningKey, key_id
@@ -87,8 +87,7 @@ def test_a_code_works_once(central: Central) -> None:
     (code,) = codes_for(central, TPS_A)
     key = SigningKey.generate()
     central.enroll(code, key.public, NOW, "10.0.0.1")
-    assert refused(central, code, key=key.public) == "already-used"
-    assert refused(central, code) == "already-used"
+    assert refused(central, code) == "already-used"  # another key
     assert refused(central, code.lower().replace("-", "")) == "already-used"
 
 
@@ -108,27 +107,61 @@ def test_a_key_enrolls_once(central: Central) -> None:
     central.enroll(second, SigningKey.generate().public, NOW, "c")  # the code was not spent
 
 
-def test_guessing_is_rate_limited_per_client(central: Central) -> None:
+def test_guessing_is_rate_limited_per_client_block(central: Central) -> None:
     good, other = codes_for(central, TPS_A, TPS_B)
     for i in range(10):
         assert refused(central, f"AAAA-AAAA-AAAA-{i:04d}", now=NOW + i) == "unknown-code"
-    # the eleventh attempt is refused even with a good code
+    # the eleventh attempt is refused even with a good code, from anywhere in the /24
     assert refused(central, good, now=NOW + 20) == "rate-limited"
-    # another client is not affected
-    central.enroll(other, SigningKey.generate().public, NOW + 20, "10.0.0.2")
+    assert refused(central, good, now=NOW + 20, client="10.0.0.77") == "rate-limited"
+    # another block is not affected
+    central.enroll(other, SigningKey.generate().public, NOW + 20, "10.0.1.2")
     # once the window has passed, the client may try again
     central.enroll(good, SigningKey.generate().public, NOW + 9 + 601, "10.0.0.1")
 
 
-def test_guessing_is_bounded_globally(central: Central, authority: Authority) -> None:
+def test_no_global_switch_many_blocks_failing_do_not_lock_out_another(
+    central: Central, authority: Authority
+) -> None:
+    """Attack (issue 11, item 5): failures from many clients used to trip a global limit that
+    refused every enrollment. Now 2,000 failures from 200 blocks leave a fresh block alone."""
     (good,) = codes_for(central, TPS_A)
-    strict = Enrollment(central.db, authority, global_limit=5)
-    for i in range(5):
-        with pytest.raises(EnrollError, match="unknown-code"):
-            strict.enroll("AAAA-AAAA-AAAA-AAAA", SigningKey.generate().public, NOW, f"10.1.0.{i}")
-    with pytest.raises(EnrollError) as info:
-        strict.enroll(good, SigningKey.generate().public, NOW, "10.9.9.9")
-    assert info.value.reason == "rate-limited"
+    strict = Enrollment(central.db, authority)
+    for i in range(2000):
+        with pytest.raises(EnrollError, match="unknown-code|rate-limited"):
+            strict.enroll(f"AAAA-AAAA-AAAA-{i:04d}", bytes(32), NOW, f"10.{i % 200}.0.1")
+    strict.enroll(good, SigningKey.generate().public, NOW, "192.168.7.7")
+
+
+def test_one_code_is_locked_after_its_own_failures_without_locking_other_codes(
+    central: Central,
+) -> None:
+    good, other = codes_for(central, TPS_A, TPS_B)
+    key = SigningKey.generate()
+    central.enroll(good, key.public, NOW, "10.0.0.1")
+    for i in range(5):  # five other keys try the spent code from five blocks
+        assert refused(central, good, client=f"10.{i}.9.9") == "already-used"
+    assert refused(central, good, client="10.99.9.9") == "rate-limited"
+    central.enroll(other, SigningKey.generate().public, NOW, "10.99.9.9")
+
+
+def test_retry_with_the_same_code_and_key_returns_the_same_certificate(central: Central) -> None:
+    """Attack/accident (issue 11, item 5): the answer is lost, the phone retries; it used to get
+    already-used and was stranded with a spent code."""
+    (code,) = codes_for(central, TPS_A)
+    key = SigningKey.generate()
+    first = central.enroll(code, key.public, NOW, "10.0.0.1")
+    again = central.enroll(code, key.public, NOW + 60, "10.0.0.2")
+    assert again.certificate.encode() == first.certificate.encode()
+    assert again.root_id == first.root_id
+    assert refused(central, code, now=NOW + 61) == "already-used"
+
+
+def test_client_blocks() -> None:
+    assert client_block("10.1.2.3") == "10.1.2.0/24"
+    assert client_block("::ffff:10.1.2.3") == "10.1.2.0/24"
+    assert client_block("2001:db8:1:2:3::4") == "2001:db8:1::/56"
+    assert client_block("unknown") == "unknown"
 
 
 def test_codes_are_stored_only_as_hashes(central: Central) -> None:

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from estafet.central.ingest import Central
-from estafet.central.web import MSGPACK, add_central_routes
+from estafet.central.web import MSGPACK, add_central_routes, client_address, parse_proxies
 from estafet.crypto.keys import SigningKey
 from estafet.protocol import codec
 from estafet.protocol.objects import CertificateBody, decode_envelope
@@ -71,8 +71,12 @@ async def test_unknown_tps_pages(client: Client) -> None:
     assert (await client.get("/tps/63021420010011")).status == 404
 
 
-async def enroll(client: Client, body: bytes) -> tuple[int, dict[str, Any]]:
-    resp = await client.post("/v1/enroll", data=body, headers={"Content-Type": MSGPACK})
+async def enroll(
+    client: Client, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    resp = await client.post(
+        "/v1/enroll", data=body, headers={"Content-Type": MSGPACK, **(headers or {})}
+    )
     data = await resp.read()
     return resp.status, codec.decode(data, codec.MANIFEST_LIMITS)
 
@@ -88,8 +92,13 @@ async def test_enroll_over_http(client: Client, central: Central, world: World) 
     cert = decode_envelope(answer["certificate"]).body
     assert isinstance(cert, CertificateBody) and cert.subject == key.public
     assert {"issuer_certificate", "manifest", "revocation"} <= set(answer)
-    status, answer = await enroll(
+    first = answer["certificate"]
+    status, answer = await enroll(  # the answer was lost: the same key retries
         client, codec.encode({"code": made["code"], "public_key": key.public})
+    )
+    assert status == 200 and answer["certificate"] == first
+    status, answer = await enroll(
+        client, codec.encode({"code": made["code"], "public_key": SigningKey.generate().public})
     )
     assert (status, answer["error"]) == (409, "already-used")
     (stale,) = central.enrollment.make_codes("witness", [TPS_A], NOW, NOW - 100)
@@ -100,15 +109,64 @@ async def test_enroll_over_http(client: Client, central: Central, world: World) 
 
 async def test_enroll_guessing_gets_429(client: Client) -> None:
     key = SigningKey.generate().public
-    for _ in range(10):
+    for i in range(10):
         status, answer = await enroll(
-            client, codec.encode({"code": "AAAA-AAAA-AAAA-AAAA", "public_key": key})
+            client, codec.encode({"code": f"AAAA-AAAA-AAAA-{i:04d}", "public_key": key})
         )
         assert (status, answer["error"]) == (403, "unknown-code")
     status, answer = await enroll(
         client, codec.encode({"code": "AAAA-AAAA-AAAA-AAAA", "public_key": key})
     )
     assert (status, answer["error"]) == (429, "rate-limited")
+
+
+async def test_behind_a_trusted_proxy_one_guesser_does_not_lock_out_everyone(
+    client: Client, central: Central
+) -> None:
+    """Attack (issue 11, item 5): behind the reverse proxy every client is 127.0.0.1, so ten
+    wrong codes from one client locked every officer out for ten minutes."""
+    central.trusted_proxies = parse_proxies(["127.0.0.1"])
+    key = SigningKey.generate().public
+    for i in range(12):
+        await enroll(
+            client,
+            codec.encode({"code": f"AAAA-AAAA-AAAA-{i:04d}", "public_key": key}),
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
+    (made,) = central.enrollment.make_codes("kpps-chair", [TPS_A], NOW + 3600, NOW)
+    body = codec.encode({"code": made["code"], "public_key": SigningKey.generate().public})
+    status, answer = await enroll(client, body, headers={"X-Forwarded-For": "198.51.100.4"})
+    assert status == 200, answer
+    # the guesser itself is limited, whatever it writes to the left of the proxy's entry
+    status, answer = await enroll(client, body, headers={"X-Forwarded-For": "1.2.3.4, 203.0.113.9"})
+    assert (status, answer["error"]) == (429, "rate-limited")
+
+
+async def test_a_forwarding_header_from_an_untrusted_peer_is_ignored(
+    client: Client, central: Central
+) -> None:
+    """No trusted proxy configured: a client cannot dodge its limit with X-Forwarded-For."""
+    key = SigningKey.generate().public
+    for i in range(10):
+        status, _ = await enroll(
+            client,
+            codec.encode({"code": f"AAAA-AAAA-AAAA-{i:04d}", "public_key": key}),
+            headers={"X-Forwarded-For": f"203.0.{i}.9"},
+        )
+        assert status == 403
+    (made,) = central.enrollment.make_codes("kpps-chair", [TPS_A], NOW + 3600, NOW)
+    body = codec.encode({"code": made["code"], "public_key": key})
+    status, _ = await enroll(client, body, headers={"X-Forwarded-For": "198.51.100.4"})
+    assert status == 429
+
+
+def test_client_address_rules() -> None:
+    proxies = parse_proxies(["127.0.0.1", "10.0.0.0/8"])
+    assert client_address("127.0.0.1", "203.0.113.9", proxies) == "203.0.113.9"
+    assert client_address("127.0.0.1", "6.6.6.6, 203.0.113.9, 10.1.1.1", proxies) == "203.0.113.9"
+    assert client_address("192.0.2.1", "203.0.113.9", proxies) == "192.0.2.1"
+    assert client_address("127.0.0.1", "junk", proxies) == "127.0.0.1"
+    assert client_address("127.0.0.1", None, proxies) == "127.0.0.1"
 
 
 BAD_ENROLL = [

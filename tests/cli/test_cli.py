@@ -83,10 +83,11 @@ def relay(
     """A village relay for kecamatan Hampang, its key unencrypted (an unattended box)."""
     home = tmp_path_factory.mktemp("relay") / "home"
     node_init(home, "--no-passphrase")
-    code = codes(central_home.home, "relay", "--count", "1", "--scope", "630214")[0]["code"]
+    made = codes(central_home.home, "relay", "--count", "1", "--scope", "630214")[0]
     out = ok(
-        invoke("node", "enroll", "--home", home, "--central", central_server.url, "--code", code)
-    )
+        invoke("node", "enroll", "--home", home, "--central", central_server.url,
+               "--code", made["code"], "--root-fingerprint", made["root"])
+    )  # fmt: skip
     assert "enrolled as relay for 630214" in out
     return home
 
@@ -345,7 +346,7 @@ def test_enroll_with_an_unreachable_central(tmp_path: Path) -> None:
         port = s.getsockname()[1]
         refused(
             invoke("node", "enroll", "--home", home, "--central", f"http://127.0.0.1:{port}",
-                   "--code", "AAAA-BBBB-CCCC-DDDD"),
+                   "--code", "AAAA-BBBB-CCCC-DDDD", "--root-fingerprint", "ab" * 16),
             "cannot reach",
         )  # fmt: skip
     assert not (home / "trust.json").exists()
@@ -358,17 +359,20 @@ def test_enroll_with_a_used_or_unknown_code(
     node_init(home, "--no-passphrase")
     refused(
         invoke("node", "enroll", "--home", home, "--central", central_server.url,
-               "--code", "AAAA-BBBB-CCCC-DDDD"),
+               "--code", "AAAA-BBBB-CCCC-DDDD", "--trust", central_home.trust),
         "unknown-code",
     )  # fmt: skip
     code = codes(central_home.home, "relay", "--count", "1")[0]["code"]
-    ok(invoke("node", "enroll", "--home", home, "--central", central_server.url, "--code", code))
+    trust = ("--trust", central_home.trust)
+    ok(invoke("node", "enroll", "--home", home, "--central", central_server.url, "--code", code,
+              *trust))  # fmt: skip
     other = tmp_path / "m"
     node_init(other, "--no-passphrase")
     refused(
-        invoke("node", "enroll", "--home", other, "--central", central_server.url, "--code", code),
+        invoke("node", "enroll", "--home", other, "--central", central_server.url, "--code", code,
+               *trust),
         "already-used",
-    )
+    )  # fmt: skip
 
 
 def test_enroll_pinned_to_another_root_is_refused(
@@ -567,7 +571,8 @@ def test_photos_reach_the_central_server(
     home = tmp_path / "phone-b"
     node_init(home, "--no-passphrase")
     code = codes(central_home.home, "kpps-chair", "--tps", TPS_B)[0]["code"]
-    ok(invoke("node", "enroll", "--home", home, "--central", central_server.url, "--code", code))
+    ok(invoke("node", "enroll", "--home", home, "--central", central_server.url, "--code", code,
+              "--trust", central_home.trust))  # fmt: skip
     form = write_form(tmp_path / "form.json", tps=TPS_B)
     rid = ok(
         invoke("result", "submit", "--home", home, "--form", form, *write_photos(tmp_path, "pb"))

@@ -69,8 +69,9 @@ def test_results_hop_to_central_and_receipts_come_back(tmp_path: Path) -> None:
         trust.write_text(run("central", "trust", "--home", kpu))
         chair = json.loads(run("central", "codes", "--home", kpu, "--role", "kpps-chair",
                                "--tps", TPS_A))["code"]  # fmt: skip
-        gw_code = json.loads(run("central", "codes", "--home", kpu, "--role", "gateway",
-                                 "--count", "1"))["code"]  # fmt: skip
+        gw_made = json.loads(run("central", "codes", "--home", kpu, "--role", "gateway",
+                                 "--count", "1"))  # fmt: skip
+        gw_code = gw_made["code"]
         central = run.start("central", "central", "serve", "--home", kpu,
                             "--listen", f"127.0.0.1:{p_central}")  # fmt: skip
         wait_http(central, url + "/api/status")
@@ -80,8 +81,9 @@ def test_results_hop_to_central_and_receipts_come_back(tmp_path: Path) -> None:
             "--no-mdns", "--no-beacon", "--no-passphrase", "--sync-interval", "0.3",
             "--name", "PPK Hampang")  # fmt: skip
         assert "enrolled as gateway" in run(
-            "node", "enroll", "--home", gw, "--central", url, "--code", gw_code
-        )
+            "node", "enroll", "--home", gw, "--central", url, "--code", gw_code,
+            "--root-fingerprint", gw_made["root"],
+        )  # fmt: skip
 
         # KPPS chair: a phone that only meets the gateway; its key under a passphrase file
         run("node", "init", "--home", phone, "--listen", f"127.0.0.1:{p_phone}",

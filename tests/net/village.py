@@ -193,6 +193,7 @@ class Kit:
             *[a for t in self.tps for a in ("--tps", t)],
         )
         by_tps = {json.loads(ln)["tps"]: json.loads(ln)["code"] for ln in out.splitlines()}
+        root = json.loads(out.splitlines()[0])["root"]  # the fingerprint printed on the sheet
         for phone, tps in zip(self.phones, self.tps, strict=True):
             codes[phone] = by_tps[tps]
         for role, names in (("relay", ["relay"]), ("gateway", ["gateway", "gateway2"])):
@@ -255,8 +256,17 @@ class Kit:
                     done = lab.run(
                         desk,
                         estafet(
-                            "node", "enroll", "--home", h, "--central", url, "--code", codes[name]
-                        ),
+                            "node",
+                            "enroll",
+                            "--home",
+                            h,
+                            "--central",
+                            url,
+                            "--code",
+                            codes[name],
+                            "--root-fingerprint",
+                            root,
+                        ),  # fmt: skip
                         env=ENV,
                         timeout=60,
                     )
