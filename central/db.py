@@ -585,7 +585,7 @@ class CentralDB:
         else:
             raise ValueError("failures are counted per client block or per code, never globally")
         row = self._one(
-            f"SELECT count(*) AS n FROM enroll_failures WHERE {where} AND time > ?",  # noqa: S608
+            f"SELECT count(*) AS n FROM enroll_failures WHERE {where} AND time > ?",
             (arg, since),
         )
         return 0 if row is None else int(row["n"])

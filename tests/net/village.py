@@ -266,7 +266,7 @@ class Kit:
                             codes[name],
                             "--root-fingerprint",
                             root,
-                        ),  # fmt: skip
+                        ),
                         env=ENV,
                         timeout=60,
                     )
