@@ -8,13 +8,25 @@ Layout of ``<dir>/estafet-bundle/``::
 
 Import verifies every object (signature, chain, role, scope, rules) and every blob (its hash and
 that a held result names it) before storing anything; what it refuses is reported with why.
+
+The stick is hostile (issue 11, item 9). Export opens every folder with ``O_NOFOLLOW`` relative
+to its parent's descriptor and writes each file to a fresh temporary name (``O_EXCL |
+O_NOFOLLOW``) that is then renamed over the final name, so a symlink planted on the stick can
+neither redirect a write (into ``~/.ssh`` or the node's own store) nor be followed. Import opens
+every file with ``O_NOFOLLOW | O_NONBLOCK``, accepts only regular files, and reads at most the
+size cap (a blob: exactly the size its result names), so ``/dev/zero``, FIFOs and oversize files
+are refused with a reason instead of exhausting memory or hanging. Objects are verified in
+batches, so memory stays bounded whatever the stick holds.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import secrets
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +39,9 @@ from .store import Store, StoreDB
 
 BUNDLE = "estafet-bundle"
 MAX_FILE = 32 * 1024 * 1024
+IMPORT_BATCH = 64
+_DIR = os.O_RDONLY | os.O_DIRECTORY
+_NOFOLLOW_DIR = _DIR | os.O_NOFOLLOW
 Progress = Callable[[int], None]
 
 
@@ -49,44 +64,111 @@ def _export_ids(sdb: StoreDB) -> list[bytes]:
 def export_bundle(store: Store, to: Path, progress: Progress | None = None) -> tuple[int, int]:
     """Write undelivered objects, trust objects, receipts and pending photos. Returns counts."""
     sdb = store.sync_db()
-    base = to / BUNDLE
-    (base / "objects").mkdir(parents=True, exist_ok=True)
-    (base / "blobs").mkdir(exist_ok=True)
-    ids = _export_ids(sdb)
-    index: dict[str, list[str]] = {"objects": [], "blobs": []}
-    for oid, raw in zip(ids, sdb.get_raw(ids), strict=True):
-        _write(base / "objects" / f"{oid.hex()}.obj", raw)
-        index["objects"].append(oid.hex())
-        if progress:
-            progress(1)
-    rows = sdb.db.execute(
-        "SELECT DISTINCT p.sha256 FROM photos p JOIN objects o ON o.id = p.result"
-        " JOIN blobs b ON b.sha256 = p.sha256 WHERE o.state = 'pending'"
-    ).fetchall()
-    for (raw_sha,) in rows:
-        sha = bytes(raw_sha)
-        _write(base / "blobs" / sha.hex(), store.blobs.path(sha).read_bytes())
-        index["blobs"].append(sha.hex())
-        if progress:
-            progress(1)
-    _write(base / "INDEX.json", json.dumps(index, indent=1).encode())
+    to.mkdir(parents=True, exist_ok=True)
+    fds = [os.open(str(to), _DIR)]  # the mount point the officer named may be a symlink
+    try:
+        base = _open_dir(fds[0], BUNDLE)
+        fds.append(base)
+        objects = _open_dir(base, "objects")
+        fds.append(objects)
+        blobs = _open_dir(base, "blobs")
+        fds.append(blobs)
+        index: dict[str, list[str]] = {"objects": [], "blobs": []}
+        ids = _export_ids(sdb)
+        for oid, raw in zip(ids, sdb.get_raw(ids), strict=True):
+            _write(objects, f"{oid.hex()}.obj", raw)
+            index["objects"].append(oid.hex())
+            if progress:
+                progress(1)
+        rows = sdb.db.execute(
+            "SELECT DISTINCT p.sha256 FROM photos p JOIN objects o ON o.id = p.result"
+            " JOIN blobs b ON b.sha256 = p.sha256 WHERE o.state = 'pending'"
+        ).fetchall()
+        for (raw_sha,) in rows:
+            sha = bytes(raw_sha)
+            _write(blobs, sha.hex(), store.blobs.path(sha).read_bytes())
+            index["blobs"].append(sha.hex())
+            if progress:
+                progress(1)
+        _write(base, "INDEX.json", json.dumps(index, indent=1).encode())
+        for fd in fds[1:]:
+            os.fsync(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
     return len(index["objects"]), len(index["blobs"])
 
 
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _open_dir(parent: int, name: str) -> int:
+    """A descriptor of folder ``name`` inside ``parent`` (made if missing), never via a symlink."""
+    try:
+        os.mkdir(name, 0o755, dir_fd=parent)
+    except FileExistsError:
+        pass
+    try:
+        return os.open(name, _NOFOLLOW_DIR, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise RelayError(
+                f"{name} on the stick is a symlink or not a folder: refusing to write through it"
+            ) from exc
+        raise
+
+
+def _write(dir_fd: int, name: str, data: bytes) -> None:
+    """Write ``name`` in ``dir_fd`` via a fresh temp file and rename: a symlink planted under
+    either name is replaced, never followed."""
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _read_regular(dir_fd: int, name: str, cap: int) -> bytes | str:
+    """The bytes of regular file ``name`` (at most ``cap``), or why it was refused."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink, not a regular file"
+        return f"cannot open: {exc.strerror}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_size > cap:
+            return f"file too large ({st.st_size} bytes, at most {cap})"
+        chunks, left = [], cap + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        return data if len(data) <= cap else f"file grew past {cap} bytes while read"
+    finally:
+        os.close(fd)
+
+
+def _list(dir_fd: int, suffix: str = "") -> list[str]:
+    return sorted(n for n in os.listdir(dir_fd) if n.endswith(suffix) and not n.startswith("."))
 
 
 def bundle_size(src: Path) -> int:
     base = src / BUNDLE
     if not base.is_dir():
         raise RelayError(f"{src} holds no {BUNDLE}/ folder")
-    return len(list((base / "objects").glob("*.obj"))) + len(list((base / "blobs").iterdir()))
+    blobs = base / "blobs"
+    return len(list((base / "objects").glob("*.obj"))) + (
+        len(list(blobs.iterdir())) if blobs.is_dir() else 0
+    )
 
 
 def import_bundle(
@@ -97,23 +179,55 @@ def import_bundle(
     now: int,
     progress: Progress | None = None,
 ) -> ImportReport:
-    base = src / BUNDLE
-    if not (base / "objects").is_dir():
-        raise RelayError(f"{src} holds no {BUNDLE}/objects folder")
-    sdb = store.sync_db()
-    load_trust(sdb, trust, now)
-    report = ImportReport()
-    raws, names = [], []
-    for f in sorted((base / "objects").glob("*.obj")):
-        if f.stat().st_size > MAX_FILE:
-            report.rejected.append((f.name, "file too large"))
-            continue
-        raws.append(f.read_bytes())
-        names.append(f.name)
-    outcomes = accept_batch(
-        sdb, trust, raws, peer="bundle:" + str(src)[:40], origin="relayed", scope=scope, now=now
-    )
-    for name, o in zip(names, outcomes, strict=True):
+    try:
+        base = os.open(str(src / BUNDLE), _NOFOLLOW_DIR)
+    except OSError as exc:
+        raise RelayError(f"{src} holds no {BUNDLE}/ folder (or it is a symlink)") from exc
+    try:
+        try:
+            objects = os.open("objects", _NOFOLLOW_DIR, dir_fd=base)
+        except OSError as exc:
+            raise RelayError(f"{src} holds no {BUNDLE}/objects folder") from exc
+        try:
+            sdb = store.sync_db()
+            load_trust(sdb, trust, now)
+            report = ImportReport()
+            names = _list(objects, ".obj")
+            for i in range(0, len(names), IMPORT_BATCH):  # bounded memory: a batch at a time
+                got = _read_batch(objects, names[i : i + IMPORT_BATCH], report)
+                _accept(sdb, trust, got, f"bundle:{str(src)[:40]}", scope, now, report, progress)
+        finally:
+            os.close(objects)
+        _import_blobs(store, sdb, base, now, report, progress)
+        return report
+    finally:
+        os.close(base)
+
+
+def _read_batch(dir_fd: int, batch: list[str], report: ImportReport) -> list[tuple[str, bytes]]:
+    out = []
+    for name in batch:
+        got = _read_regular(dir_fd, name, MAX_FILE)
+        if isinstance(got, str):
+            report.rejected.append((name, got))
+        else:
+            out.append((name, got))
+    return out
+
+
+def _accept(
+    sdb: StoreDB,
+    trust: TrustStore,
+    files: list[tuple[str, bytes]],
+    peer: str,
+    scope: str,
+    now: int,
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    raws = [raw for _, raw in files]
+    outcomes = accept_batch(sdb, trust, raws, peer=peer, origin="relayed", scope=scope, now=now)
+    for (name, _), o in zip(files, outcomes, strict=True):
         if o.status == "stored":
             report.stored += 1
         elif o.status == "duplicate":
@@ -122,34 +236,54 @@ def import_bundle(
             report.rejected.append((name, f"{o.status}: {o.reason}"))
         if progress:
             progress(1)
-    blob_dir = base / "blobs"
-    for f in sorted(blob_dir.iterdir()) if blob_dir.is_dir() else []:
-        _import_blob(store, sdb, f, now, report)
-        if progress:
-            progress(1)
-    return report
 
 
-def _import_blob(store: Store, sdb: StoreDB, f: Path, now: int, report: ImportReport) -> None:
+def _import_blobs(
+    store: Store,
+    sdb: StoreDB,
+    base: int,
+    now: int,
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
     try:
-        sha = bytes.fromhex(f.name)
+        blobs = os.open("blobs", _NOFOLLOW_DIR, dir_fd=base)
+    except OSError:
+        return
+    try:
+        for name in _list(blobs):
+            _import_blob(store, sdb, blobs, name, now, report)
+            if progress:
+                progress(1)
+    finally:
+        os.close(blobs)
+
+
+def _import_blob(
+    store: Store, sdb: StoreDB, dir_fd: int, name: str, now: int, report: ImportReport
+) -> None:
+    try:
+        sha = bytes.fromhex(name)
     except ValueError:
-        report.rejected.append((f.name, "not a blob name"))
+        report.rejected.append((name, "not a blob name"))
         return
     ref = sdb.photo(sha)
     if ref is None:
-        report.rejected.append((f.name, "no held result names this photo"))
+        report.rejected.append((name, "no held result names this photo"))
         return
     if sdb.has_blob(sha):
         return
-    data = f.read_bytes() if f.stat().st_size <= MAX_FILE else b""
+    data = _read_regular(dir_fd, name, min(ref[0], MAX_FILE))
+    if isinstance(data, str):
+        report.rejected.append((name, data))
+        return
     if hashlib.sha256(data).digest() != sha or len(data) != ref[0]:
-        report.rejected.append((f.name, "photo bytes do not match their hash"))
+        report.rejected.append((name, "photo bytes do not match their hash"))
         return
     try:
         sdb.make_room(len(data))
     except StoreFull as exc:
-        report.rejected.append((f.name, str(exc)))
+        report.rejected.append((name, str(exc)))
         return
     store.blobs.write_whole(sha, data)
     sdb.add_blob(sha, len(data), now)

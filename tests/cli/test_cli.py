@@ -6,6 +6,7 @@ people make (each refused with exit 1, or 2 for usage errors, one line, never a 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -608,3 +609,66 @@ def test_photos_reach_the_central_server(
         wait_until("the photos-complete receipt on the phone", photos_receipt, 10, [proc])
     finally:
         proc.stop()
+
+
+# --- a hostile stick (issue 11, item 9) ---------------------------------------------------------
+
+
+def test_export_never_writes_through_symlinks_planted_on_the_stick(
+    phone: Path, tmp_path: Path
+) -> None:
+    """Attack: the stick holds symlinks named like the files export writes, pointing at files
+    of the officer's (here ``victim``). Before, export wrote through them."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    held = status(phone)["objects"]  # certificates, manifest, revocation list: always exported
+    usb = tmp_path / "usb"
+    objects = usb / "estafet-bundle" / "objects"
+    objects.mkdir(parents=True)
+    names = [f"{o['id']}.obj" for o in held[:3]]
+    planted = [objects / n for n in names] + [usb / "estafet-bundle" / "INDEX.json"]
+    temps = [objects / f"{n}.tmp" for n in names] + [usb / "estafet-bundle" / "INDEX.json.tmp"]
+    for link in planted + temps:
+        link.symlink_to(victim)
+    ok(invoke("bundle", "export", "--home", phone, "--to", usb))
+    assert victim.read_bytes() == b"precious"
+    for link in planted:
+        assert not link.is_symlink() and link.is_file()
+
+
+def test_export_refuses_a_planted_folder_symlink(phone: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "home-of-the-officer"
+    elsewhere.mkdir()
+    usb = tmp_path / "usb"
+    (usb / "estafet-bundle").mkdir(parents=True)
+    (usb / "estafet-bundle" / "objects").symlink_to(elsewhere)
+    refused(invoke("bundle", "export", "--home", phone, "--to", usb), "symlink")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_import_refuses_devices_fifos_symlinks_and_oversize_files(
+    phone: Path, relay: Path, tmp_path: Path
+) -> None:
+    """Attack: /dev/zero (MemoryError before), a FIFO (a hang before) and a sparse 33 MiB file on
+    the stick; each is refused by name and the genuine files beside them still import."""
+    usb = tmp_path / "usb"
+    ok(invoke("bundle", "export", "--home", phone, "--to", usb))
+    objects = usb / "estafet-bundle" / "objects"
+    blobs = usb / "estafet-bundle" / "blobs"
+    (objects / "zero.obj").symlink_to("/dev/zero")
+    os.mkfifo(objects / "fifo.obj")
+    with (objects / "huge.obj").open("wb") as fh:
+        fh.truncate(33 * 1024 * 1024)
+    some_blob = next(blobs.iterdir()).name if blobs.is_dir() and any(blobs.iterdir()) else None
+    res = invoke("bundle", "import", "--home", relay, "--from", usb)
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    assert "refused zero.obj: a symlink, not a regular file" in res.output
+    assert "refused fifo.obj: not a regular file" in res.output
+    assert "refused huge.obj: file too large" in res.output
+    if some_blob:
+        blob = blobs / some_blob
+        blob.unlink()
+        blob.symlink_to("/dev/zero")
+        res = invoke("bundle", "import", "--home", relay, "--from", usb)
+        assert "Traceback" not in res.output
