@@ -21,6 +21,7 @@ batches, so memory stays bounded whatever the stick holds.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -101,10 +102,8 @@ def export_bundle(store: Store, to: Path, progress: Progress | None = None) -> t
 
 def _open_dir(parent: int, name: str) -> int:
     """A descriptor of folder ``name`` inside ``parent`` (made if missing), never via a symlink."""
-    try:
+    with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o755, dir_fd=parent)
-    except FileExistsError:
-        pass
     try:
         return os.open(name, _NOFOLLOW_DIR, dir_fd=parent)
     except OSError as exc:
