@@ -534,12 +534,14 @@ class CentralDB:
         return self._endorsements("o.status = 'accepted'", ())
 
     def endorsement_counts(self) -> dict[bytes, int]:
-        """Accepted endorsements per result whose TPS and election match the result's."""
+        """Distinct signers of accepted ``agree`` endorsements per result whose TPS and election
+        match the result's; the result's own signer never counts (issue 11, item 9: one witness
+        signing 20 times counted 20, and a chair could endorse itself)."""
         rows = self.db.query(
-            "SELECT e.result, count(*) AS n FROM endorsements e "
+            "SELECT e.result, count(DISTINCT e.signer) AS n FROM endorsements e "
             "JOIN objects o ON o.id = e.id JOIN results r ON r.id = e.result "
             "WHERE o.status = 'accepted' AND e.tps = r.tps AND e.election = r.election "
-            "AND e.statement = 'agree' GROUP BY e.result"
+            "AND e.statement = 'agree' AND e.signer != r.signer GROUP BY e.result"
         )
         return {bytes(r["result"]): int(r["n"]) for r in rows}
 

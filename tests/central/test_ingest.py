@@ -413,3 +413,21 @@ def test_a_running_server_learns_a_revocation_made_by_another_process(
     finally:
         serving.close()
         revoker.close()
+
+
+def test_endorsements_count_distinct_signers_never_the_results_own(
+    central: Central, world: World
+) -> None:
+    """Attack (issue 11, item 9): one witness signing 20 endorsements counted 20, and the chair
+    endorsing its own result counted too. Now: distinct signers other than the result's own."""
+    key, cert = world.officer("chair-a")
+    witness, witness_cert = world.officer("witness-a", role="witness")
+    env = result(world, key, cert)
+    central.ingest(env.encode(), NOW)
+    body = EndorsementBody(env.id, env.tps, env.election, "agree")
+    for i in range(20):
+        spam = seal("endorsement", body, witness, NOW + 60 + i, chain=world.chain(witness_cert))
+        assert central.ingest(spam.encode(), NOW + 100)[1] == "accepted"
+    own = seal("endorsement", body, key, NOW + 90, chain=world.chain(cert))
+    central.ingest(own.encode(), NOW + 100)
+    assert central.status()["endorsements"] == {env.id.hex(): 1}
