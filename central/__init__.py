@@ -19,7 +19,7 @@ Invariants: the core (everything but web.py) is synchronous and never reads the 
 is an argument. One logical write is one SQLite transaction.
 """
 
-from .authority import Authority, init_central, load_authority, revoke
+from .authority import Authority, change_passphrase, init_central, load_authority, revoke
 from .enroll import Enrollment, EnrollResult
 from .errors import (
     AuthorityError,
@@ -45,6 +45,7 @@ __all__ = [
     "LogError",
     "ManifestFileError",
     "UnknownTpsError",
+    "change_passphrase",
     "init_central",
     "load_authority",
     "load_manifest_file",

@@ -3,9 +3,14 @@ manifest, the revocation list and the public trust anchor.
 
 Layout of a central home (everything but ``central.db``, which :mod:`.db` owns)::
 
-    root.key          the KPU root private key, passphrase-encrypted, mode 0600. Needed only to
-                      revoke or to re-issue; it may be moved offline after ``init_central``.
+    root.key          the KPU root private key, encrypted under the *root* passphrase, mode 0600.
+                      Needed only to revoke, void or re-issue; it may be moved offline after
+                      ``init_central``.
     issuer.key        the issuer private key (signs device certificates and receipts), encrypted
+                      under the *issuer* passphrase, which the server's unit holds. The two
+                      passphrases must differ, so whoever runs the server cannot open the root
+                      (issue 11, item 9); :func:`change_passphrase` gives an existing home, made
+                      when one passphrase protected both, a root passphrase of its own.
     issuer.cert       the root-signed issuer certificate (envelope bytes)
     manifest.obj      the root-signed election manifest (envelope bytes)
     revocation.obj    the latest root-signed revocation list (envelope bytes)
@@ -72,13 +77,20 @@ class Authority:
         return self.trust.manifest
 
 
-def init_central(home: Path, manifest: Manifest, passphrase: str, now: int) -> None:
-    """Create a new authority home. Refuses a home that exists and is not empty."""
+def init_central(
+    home: Path, manifest: Manifest, passphrase: str, now: int, *, root_passphrase: str
+) -> None:
+    """Create a new authority home: the issuer key under ``passphrase``, the root key under
+    ``root_passphrase`` (they must differ). Refuses a home that exists and is not empty."""
     home = Path(home)
     if home.exists() and (not home.is_dir() or any(home.iterdir())):
         raise AuthorityError(f"{home} already exists and is not empty; refusing to overwrite it")
-    if not passphrase:
-        raise AuthorityError("a passphrase is required to protect the root and issuer keys")
+    if not passphrase or not root_passphrase:
+        raise AuthorityError("passphrases are required to protect the root and issuer keys")
+    if passphrase == root_passphrase:
+        raise AuthorityError(
+            "the root key needs a passphrase of its own, not the issuer key's (the server's)"
+        )
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     root, issuer = SigningKey.generate(), SigningKey.generate()
     issuer_cert = certify(
@@ -95,7 +107,7 @@ def init_central(home: Path, manifest: Manifest, passphrase: str, now: int) -> N
     manifest_env = seal("manifest", ManifestBody(manifest), root, now)
     revocation_env = seal("revocation", RevocationBody(1, ()), root, now)
     trust = {"root_public": root.public.hex(), "root_id": root.id.hex(), "name": manifest.name}
-    _write(home / ROOT_KEY, encrypt_key(root, passphrase), secret=True)
+    _write(home / ROOT_KEY, encrypt_key(root, root_passphrase), secret=True)
     _write(home / ISSUER_KEY, encrypt_key(issuer, passphrase), secret=True)
     _write(home / ISSUER_CERT, issuer_cert.encode())
     _write(home / MANIFEST, manifest_env.encode())
@@ -153,6 +165,28 @@ def revoke(
     env = seal("revocation", body, root, now)
     _write(home / REVOCATION, env.encode())
     return env
+
+
+def change_passphrase(home: Path, which: str, old: str, new: str) -> None:
+    """Re-encrypt ``root.key`` or ``issuer.key`` under a new passphrase (atomic rename).
+
+    The migration for a home made when one passphrase protected both keys: run it for the root
+    key with a new root passphrase; the issuer key and the server's unit stay as they were."""
+    name = {"root": ROOT_KEY, "issuer": ISSUER_KEY}.get(which)
+    if name is None:
+        raise AuthorityError("which key: root or issuer")
+    if not new or new == old:
+        raise AuthorityError("the new passphrase must be non-empty and differ from the old one")
+    key = _open_key(home / name, old)
+    other = home / (ISSUER_KEY if name == ROOT_KEY else ROOT_KEY)
+    if other.is_file():
+        try:
+            decrypt_key(other.read_bytes(), new)
+        except CryptoError:
+            pass
+        else:
+            raise AuthorityError(f"the new passphrase also opens {other.name}: choose another")
+    _write(home / name, encrypt_key(key, new), secret=True)
 
 
 def _read_trust(home: Path) -> tuple[bytes, str]:

@@ -11,6 +11,7 @@ import click
 
 from estafet.central import (
     Central,
+    change_passphrase,
     init_central,
     load_authority,
     load_manifest_file,
@@ -27,9 +28,11 @@ from .common import (
     LOG_LEVELS,
     friendly,
     get_passphrase,
+    get_root_passphrase,
     home_option,
     passphrase_option,
     resolve_home,
+    root_passphrase_option,
 )
 
 DAY = 86_400
@@ -50,13 +53,23 @@ def central() -> None:
     help="Election manifest TOML (see docs/manifest.md).",
 )
 @passphrase_option
+@root_passphrase_option
 @friendly
-def central_init(home: Path | None, manifest_file: Path, passphrase_file: Path | None) -> None:
-    """Create the root and issuer keys and load the election manifest."""
+def central_init(
+    home: Path | None,
+    manifest_file: Path,
+    passphrase_file: Path | None,
+    root_passphrase_file: Path | None,
+) -> None:
+    """Create the root and issuer keys and load the election manifest.
+
+    The issuer key (the running server's) and the root key (revocation, voids; keep it
+    offline) take two different passphrases."""
     h = resolve_home(home)
     manifest = load_manifest_file(manifest_file)
-    pw = get_passphrase(passphrase_file, confirm=True, what="KPU root and issuer keys")
-    init_central(h, manifest, pw, int(time.time()))
+    pw = get_passphrase(passphrase_file, confirm=True, what="issuer key (the server's)")
+    root_pw = get_root_passphrase(root_passphrase_file, confirm=True)
+    init_central(h, manifest, pw, int(time.time()), root_passphrase=root_pw)
     n_tps = len(manifest.tps)
     click.echo(
         f"central home {h} created: {manifest.name}, {len(manifest.elections)} "
@@ -240,6 +253,7 @@ def central_status(home: Path | None, as_json: bool, passphrase_file: Path | Non
 @click.option("--key", "key_hex", default=None, help="Key id (hex) to revoke.")
 @click.option("--reason", required=True, help="Why (shown to everyone who sees the list).")
 @passphrase_option
+@root_passphrase_option
 @friendly
 def central_revoke(
     home: Path | None,
@@ -247,6 +261,7 @@ def central_revoke(
     key_hex: str | None,
     reason: str,
     passphrase_file: Path | None,
+    root_passphrase_file: Path | None,
 ) -> None:
     """Revoke a certificate by serial or key id; the signed list travels to every node."""
     if (serial is None) == (key_hex is None):
@@ -256,9 +271,10 @@ def central_revoke(
     except ValueError as exc:
         raise click.BadParameter("must be hex", param_hint="--key") from exc
     h = resolve_home(home)
-    pw = get_passphrase(passphrase_file, what="KPU root key")
+    root_pw = get_root_passphrase(root_passphrase_file)
+    pw = get_passphrase(passphrase_file, what="issuer key")
     now = int(time.time())
-    env = revoke(h, pw, serial=serial, key_id=kid, reason=reason, now=now)
+    env = revoke(h, root_pw, serial=serial, key_id=kid, reason=reason, now=now)
     node, c = open_central(h, pw, "127.0.0.1:0")
     try:
         c.ingest(env.encode(), now)
@@ -282,3 +298,27 @@ def central_revoke(
         f"revocation list version {getattr(body, 'version', '?')} signed; it travels "
         "with the next sync"
     )
+
+
+@central.command("passphrase")
+@home_option
+@click.option(
+    "--key",
+    "which",
+    type=click.Choice(["root", "issuer"]),
+    required=True,
+    help="Which key to re-encrypt.",
+)
+@friendly
+def central_passphrase(home: Path | None, which: str) -> None:
+    """Give the root or issuer key a new passphrase (asked for at the prompt).
+
+    Homes made before the two keys had separate passphrases: run `--key root` once and choose
+    a root passphrase that the server's unit does not hold."""
+    h = resolve_home(home)
+    old = click.prompt(f"Current passphrase of the {which} key", hide_input=True, err=True)
+    new = click.prompt(
+        f"New passphrase for the {which} key", hide_input=True, confirmation_prompt=True, err=True
+    )
+    change_passphrase(h, which, old, new)
+    click.echo(f"{which}.key re-encrypted under its new passphrase")

@@ -44,20 +44,48 @@ def passphrase_option(f: F) -> F:
     )(f)
 
 
-def get_passphrase(file: Path | None, *, confirm: bool = False, what: str = "key") -> str:
+def root_passphrase_option(f: F) -> F:
+    return click.option(
+        "--root-passphrase-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        envvar="ESTAFET_ROOT_PASSPHRASE_FILE",
+        help="Read the KPU root key's passphrase from this file (else $ESTAFET_ROOT_PASSPHRASE, "
+        "else a prompt). It must differ from the issuer key's.",
+    )(f)
+
+
+def get_passphrase(
+    file: Path | None,
+    *,
+    confirm: bool = False,
+    what: str = "key",
+    env_name: str = "ESTAFET_PASSPHRASE",
+    option: str = "--passphrase-file",
+) -> str:
     if file is not None:
         return file.read_text(encoding="utf-8").rstrip("\r\n")
-    env = os.environ.get("ESTAFET_PASSPHRASE")
+    env = os.environ.get(env_name)
     if env:
         return env
     if not sys.stdin.isatty():
         raise click.ClickException(
-            f"a passphrase for the {what} is needed: set ESTAFET_PASSPHRASE or --passphrase-file"
+            f"a passphrase for the {what} is needed: set {env_name} or {option}"
         )
     value: str = click.prompt(
         f"Passphrase for the {what}", hide_input=True, confirmation_prompt=confirm
     )
     return value
+
+
+def get_root_passphrase(file: Path | None, *, confirm: bool = False) -> str:
+    return get_passphrase(
+        file,
+        confirm=confirm,
+        what="KPU root key",
+        env_name="ESTAFET_ROOT_PASSPHRASE",
+        option="--root-passphrase-file",
+    )
 
 
 def friendly(f: F) -> F:

@@ -131,7 +131,12 @@ class Demo:
         self.n = n_tps
         self.pace = pace
         self.say = say
-        self.env = {**os.environ, "ESTAFET_PASSPHRASE": PASSPHRASE, "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "ESTAFET_PASSPHRASE": PASSPHRASE,
+            "ESTAFET_ROOT_PASSPHRASE": PASSPHRASE + "-root",
+            "PYTHONUNBUFFERED": "1",
+        }
         self.procs: list[Proc] = []
         self.central = Proc("central", work / "central", free_port())
         self.gateway = Proc("gateway", work / "gateway", free_port())

@@ -9,21 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from estafet.central.authority import init_central, load_authority, revoke
+from estafet.central.authority import change_passphrase, init_central, load_authority, revoke
 from estafet.central.errors import AuthorityError
-from estafet.crypto.keyfile import is_encrypted
+from estafet.crypto.keyfile import decrypt_key, encrypt_key, is_encrypted
 from estafet.crypto.keys import key_id
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, RevocationBody, decode_envelope
 from tests.kit import DAY, NOW, kotabaru_manifest
 
 PASS = "kpu kotabaru 2024"
+ROOT_PASS = "kpu root, kept offline"
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("template") / "central"
-    init_central(home, kotabaru_manifest(), PASS, NOW)
+    init_central(home, kotabaru_manifest(), PASS, NOW, root_passphrase=ROOT_PASS)
     return home
 
 
@@ -64,10 +65,10 @@ def test_load_gives_a_working_trust_store(home: Path) -> None:
 def test_refuses_to_overwrite(home: Path, tmp_path: Path) -> None:
     before = (home / "root.key").read_bytes()
     with pytest.raises(AuthorityError, match="refusing to overwrite"):
-        init_central(home, kotabaru_manifest(), PASS, NOW)
+        init_central(home, kotabaru_manifest(), PASS, NOW, root_passphrase=ROOT_PASS)
     assert (home / "root.key").read_bytes() == before
     with pytest.raises(AuthorityError, match="passphrase"):
-        init_central(tmp_path / "other", kotabaru_manifest(), "", NOW)
+        init_central(tmp_path / "other", kotabaru_manifest(), "", NOW, root_passphrase=ROOT_PASS)
 
 
 def test_wrong_passphrase_and_missing_home(home: Path, tmp_path: Path) -> None:
@@ -79,11 +80,11 @@ def test_wrong_passphrase_and_missing_home(home: Path, tmp_path: Path) -> None:
 
 def test_revoke_makes_the_next_version(home: Path) -> None:
     victim = bytes(range(16))
-    env = revoke(home, PASS, key_id=victim, reason="phone stolen", now=NOW + 60)
+    env = revoke(home, ROOT_PASS, key_id=victim, reason="phone stolen", now=NOW + 60)
     body = env.body
     assert isinstance(body, RevocationBody) and body.version == 2
     assert body.entries[0].key == victim and body.entries[0].time == NOW + 60
-    env3 = revoke(home, PASS, serial=7, reason="officer replaced", now=NOW + 120)
+    env3 = revoke(home, ROOT_PASS, serial=7, reason="officer replaced", now=NOW + 120)
     assert isinstance(env3.body, RevocationBody) and len(env3.body.entries) == 2
     loaded = load_authority(home, PASS)
     assert loaded.trust.revocation is not None and loaded.trust.revocation.version == 3
@@ -94,6 +95,32 @@ def test_root_key_can_go_offline(home: Path, tmp_path: Path) -> None:
     (home / "root.key").rename(tmp_path / "usb-root.key")
     assert load_authority(home, PASS).issuer_key is not None
     with pytest.raises(AuthorityError, match="bring the offline root key back"):
-        revoke(home, PASS, serial=3, reason="x", now=NOW)
+        revoke(home, ROOT_PASS, serial=3, reason="x", now=NOW)
     with pytest.raises(AuthorityError, match="name a certificate serial or a key id"):
-        revoke(home, PASS, reason="x", now=NOW)
+        revoke(home, ROOT_PASS, reason="x", now=NOW)
+
+
+def test_root_and_issuer_keys_take_separate_passphrases(home: Path, tmp_path: Path) -> None:
+    """Attack (issue 11, item 9): the server's unit holds the issuer passphrase; with one
+    passphrase for both keys, whoever reads the unit could also open the root and sign a
+    revocation or a manifest. Now the issuer passphrase does not open the root key."""
+    with pytest.raises(AuthorityError, match="wrong passphrase"):
+        revoke(home, PASS, serial=3, reason="x", now=NOW)
+    with pytest.raises(AuthorityError, match="passphrase of its own"):
+        init_central(tmp_path / "same", kotabaru_manifest(), PASS, NOW, root_passphrase=PASS)
+
+
+def test_migration_gives_an_old_home_a_root_passphrase_of_its_own(home: Path) -> None:
+    """A home made before the split: both keys under one passphrase."""
+    root = decrypt_key((home / "root.key").read_bytes(), ROOT_PASS)
+    (home / "root.key").write_bytes(encrypt_key(root, PASS))  # as the old init wrote it
+    assert revoke(home, PASS, serial=8, reason="x", now=NOW)  # the weakness being fixed
+    with pytest.raises(AuthorityError, match="differ"):
+        change_passphrase(home, "root", PASS, PASS)
+    change_passphrase(home, "root", PASS, "a new root passphrase")
+    assert revoke(home, "a new root passphrase", serial=9, reason="x", now=NOW + 1)
+    with pytest.raises(AuthorityError, match="wrong passphrase"):
+        revoke(home, PASS, serial=9, reason="x", now=NOW + 2)
+    assert load_authority(home, PASS).issuer_key is not None  # the server's unit is unchanged
+    with pytest.raises(AuthorityError, match="also opens"):
+        change_passphrase(home, "issuer", PASS, "a new root passphrase")

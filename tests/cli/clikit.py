@@ -25,6 +25,7 @@ from estafet.demo.run import data_dir
 from tests.kit import form_json, photo_bytes
 
 PASS = "cli-test-passphrase"
+ROOT_PASS = "cli-test-root-passphrase"
 MANIFEST = data_dir() / "elections.toml"
 N_TPS = 551  # TPS rows in the Kotabaru manifest
 
@@ -47,7 +48,10 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in ("ESTAFET_HOME", "ESTAFET_PASSPHRASE", "ESTAFET_PASSPHRASE_FILE")
     }
-    env.update({"ESTAFET_PASSPHRASE": PASS, "PYTHONUNBUFFERED": "1", **extra})
+    env.update(
+        {"ESTAFET_PASSPHRASE": PASS, "ESTAFET_ROOT_PASSPHRASE": ROOT_PASS, "PYTHONUNBUFFERED": "1"}
+    )
+    env.update(extra)
     return env
 
 
@@ -55,7 +59,9 @@ def invoke(*args: str | Path, env: dict[str, str | None] | None = None) -> Resul
     """Run `estafet ARGS` in-process with the test passphrase in the environment."""
     base: dict[str, str | None] = {
         "ESTAFET_PASSPHRASE": PASS,
+        "ESTAFET_ROOT_PASSPHRASE": ROOT_PASS,
         "ESTAFET_PASSPHRASE_FILE": None,
+        "ESTAFET_ROOT_PASSPHRASE_FILE": None,
         "ESTAFET_HOME": None,
     }
     return CliRunner().invoke(

@@ -135,7 +135,7 @@ def test_codes_for_all_tps_are_json_lines(central_home: CentralHome) -> None:
     assert {r["role"] for r in rows} == {"kpps-member"}
     assert len({r["tps"] for r in rows}) == N_TPS
     assert len({r["code"] for r in rows}) == N_TPS
-    assert set(rows[0]) == {"tps", "role", "code"}
+    assert set(rows[0]) == {"tps", "role", "code", "root"}
 
 
 def test_codes_by_count_for_devices(central_home: CentralHome) -> None:

@@ -57,7 +57,12 @@ NODE_PORT = 7420
 CENTRAL_PORT = 8443
 SYNC_INTERVAL = 0.5
 BALLOTS = {"gubernur": [1, 2], "bupati": [1, 2, 3]}
-ENV = {**os.environ, "ESTAFET_PASSPHRASE": PASSPHRASE, "PYTHONUNBUFFERED": "1"}
+ENV = {
+    **os.environ,
+    "ESTAFET_PASSPHRASE": PASSPHRASE,
+    "ESTAFET_ROOT_PASSPHRASE": PASSPHRASE + "-root",
+    "PYTHONUNBUFFERED": "1",
+}
 for _var in ("ESTAFET_HOME", "STATE_DIRECTORY", "ESTAFET_PASSPHRASE_FILE"):
     ENV.pop(_var, None)
 
