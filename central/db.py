@@ -271,7 +271,8 @@ class CentralDB:
             try:
                 yield
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
 

@@ -13,8 +13,11 @@ beyond its constant keys. The web layer is the one place that reads the clock.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
+import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,7 @@ from estafet.pages.dashboard import csp, render_dashboard, render_error, render_
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
 
-from .errors import EnrollError, UnknownTpsError
+from .errors import DatabaseError, EnrollError, UnknownTpsError
 from .ingest import Central
 
 MSGPACK = "application/msgpack"
@@ -44,6 +47,7 @@ ENROLL_STATUS = {
 }
 EXECUTOR_KEY = web.AppKey("estafet.central.executor", ThreadPoolExecutor)
 T = TypeVar("T")
+log = logging.getLogger("estafet.central.web")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -107,8 +111,21 @@ class _Handlers:
         self.clock = clock
 
     async def _run(self, request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the database thread. A damaged central.db or a full disk answers 507
+        with one line (and logs one line), never a traceback and a 500 (issue 11, item 9)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(request.app[EXECUTOR_KEY], fn, *args)
+        try:
+            return await loop.run_in_executor(request.app[EXECUTOR_KEY], fn, *args)
+        except (sqlite3.DatabaseError, DatabaseError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (
+                errno.ENOSPC,
+                errno.EIO,
+                errno.EDQUOT,
+            ):
+                raise
+            line = f"central.db unusable ({type(exc).__name__}: {exc}): disk full or damaged"
+            log.error("%s %s: %s", request.method, request.path, line)
+            raise web.HTTPInsufficientStorage(text=line + "\n") from None
 
     def _central(self, request: web.Request) -> Central:
         return request.app[self.key]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -108,6 +109,11 @@ def friendly(f: F) -> F:
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             raise click.ClickException(f"{exc.strerror or exc}{where}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise click.ClickException(
+                f"the database is unusable ({exc}): is the disk full, or the file damaged? "
+                "Free space, or restore the home from its backup"
+            ) from exc
         except Exception as exc:
             # the central server's errors: imported here so a phone never loads that package
             from estafet.central.errors import CentralError

@@ -4,6 +4,7 @@ malformed input that must answer 4xx while the server keeps serving."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from estafet.central.errors import DatabaseError
 from estafet.central.ingest import Central
 from estafet.central.web import MSGPACK, add_central_routes, client_address, parse_proxies
 from estafet.crypto.keys import SigningKey
@@ -222,3 +224,60 @@ async def test_the_dashboard_escapes_hostile_strings(aiohttp_client: Any, tmp_pa
         assert hampang["name"] == HOSTILE  # JSON carries the data; the page script uses textContent
     finally:
         central.close()
+
+
+# --- a full disk or a damaged central.db (issue 11, item 9) ------------------------------------
+
+
+async def test_a_full_disk_answers_507_not_500(client: Client, central: Central) -> None:
+    """SQLite's own "database or disk is full" (a page limit stands in for the disk): the
+    enroll route used to answer 500 with a traceback in the log."""
+    made = central.enrollment.make_codes("witness", sorted(central.authority.manifest.tps)[:60],
+                                         NOW + 3600, NOW)  # fmt: skip
+    conn = central.db.db.conn
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    statuses, full_body = [], b""
+    for m in made:  # each enrollment stores a certificate: the disk fills up
+        body = codec.encode({"code": m["code"], "public_key": SigningKey.generate().public})
+        resp = await client.post("/v1/enroll", data=body, headers={"Content-Type": MSGPACK})
+        statuses.append(resp.status)
+        if resp.status == 507:
+            text = (await resp.read()).decode(errors="replace")
+            assert "disk full or damaged" in text and "Traceback" not in text
+            full_body = body
+            break
+    assert statuses[-1] == 507 and set(statuses[:-1]) == {200}, statuses
+    # nothing half-written: the code is still unused, and works once there is room
+    conn.execute(f"PRAGMA max_page_count = {pages * 100}")
+    status, answer = await enroll(client, full_body)
+    assert status == 200, answer
+
+
+async def test_a_damaged_central_db_answers_507(
+    aiohttp_client: Any, world: World, tmp_path: Path
+) -> None:
+    home = tmp_path / "central"
+    first = Central(home, world_authority(world, home))
+    first.enrollment.make_codes("witness", [TPS_A], NOW + 3600, NOW)
+    first.close()
+    db = home / "central.db"
+    with sqlite3.connect(db) as probe:
+        roots = [r for (r,) in probe.execute(
+            "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'results'"
+            " AND rootpage > 1")]  # fmt: skip
+        page = probe.execute("PRAGMA page_size").fetchone()[0]
+    probe.close()
+    data = bytearray(db.read_bytes())
+    for root in roots:  # damage the pages the dashboard reads, not the schema
+        data[(root - 1) * page : root * page] = b"\xa5" * page
+    db.write_bytes(bytes(data))
+    try:
+        second = Central(home, world_authority(world, home))
+    except DatabaseError:
+        pytest.fail("central.db was refused at open; this test wants a page damaged later")
+    c: Client = await aiohttp_client(make_app(second))
+    for path in ("/", "/api/status"):
+        resp = await c.get(path)
+        assert resp.status == 507, await resp.text()
+    second.close()

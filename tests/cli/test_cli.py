@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -672,3 +673,23 @@ def test_import_refuses_devices_fifos_symlinks_and_oversize_files(
         blob.symlink_to("/dev/zero")
         res = invoke("bundle", "import", "--home", relay, "--from", usb)
         assert "Traceback" not in res.output
+
+
+def test_a_damaged_central_db_is_one_line_not_a_traceback(
+    central_home: CentralHome, tmp_path: Path
+) -> None:
+    """Attack/accident (issue 11, item 9): a corrupt central.db page gave a traceback."""
+    codes(central_home.home, "relay", "--count", "1")  # central.db exists and holds rows
+    home = Path(shutil.copytree(central_home.home, tmp_path / "kpu"))
+    db = home / "central.db"
+    with sqlite3.connect(db) as probe:
+        roots = [r for (r,) in probe.execute(
+            "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'objects' AND rootpage > 1")]  # fmt: skip
+        page = probe.execute("PRAGMA page_size").fetchone()[0]
+    probe.close()
+    data = bytearray(db.read_bytes())
+    for root in roots:
+        data[(root - 1) * page : root * page] = b"\xa5" * page
+    db.write_bytes(bytes(data))
+    line = refused(invoke("central", "status", "--home", home))
+    assert "malformed" in line or "damaged" in line
