@@ -162,3 +162,21 @@ class World:
 
     def revocation(self, version: int, *entries: RevokedEntry) -> Envelope:
         return seal("revocation", RevocationBody(version, entries), self.root, self.now)
+
+
+def damage_table(db: Path, table: str) -> None:
+    """Overwrite the root pages of ``table`` (and its indexes) in SQLite file ``db`` with junk:
+    the schema still opens, reading the table fails with "database disk image is malformed"."""
+    import sqlite3
+
+    probe = sqlite3.connect(db)
+    try:
+        sql = "SELECT rootpage FROM sqlite_master WHERE tbl_name = ? AND rootpage > 1"
+        roots = [r for (r,) in probe.execute(sql, (table,))]
+        page = probe.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        probe.close()
+    data = bytearray(db.read_bytes())
+    for root in roots:
+        data[(root - 1) * page : root * page] = b"\xa5" * page
+    db.write_bytes(bytes(data))

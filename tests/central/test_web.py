@@ -4,7 +4,6 @@ malformed input that must answer 4xx while the server keeps serving."""
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from estafet.central.web import MSGPACK, add_central_routes, client_address, par
 from estafet.crypto.keys import SigningKey
 from estafet.protocol import codec
 from estafet.protocol.objects import CertificateBody, decode_envelope
-from tests.kit import NOW, TPS_A, World, kotabaru_manifest
+from tests.kit import NOW, TPS_A, World, damage_table, kotabaru_manifest
 
 from .conftest import photo_hashes, result, world_authority
 
@@ -262,16 +261,7 @@ async def test_a_damaged_central_db_answers_507(
     first.enrollment.make_codes("witness", [TPS_A], NOW + 3600, NOW)
     first.close()
     db = home / "central.db"
-    with sqlite3.connect(db) as probe:
-        roots = [r for (r,) in probe.execute(
-            "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'results'"
-            " AND rootpage > 1")]  # fmt: skip
-        page = probe.execute("PRAGMA page_size").fetchone()[0]
-    probe.close()
-    data = bytearray(db.read_bytes())
-    for root in roots:  # damage the pages the dashboard reads, not the schema
-        data[(root - 1) * page : root * page] = b"\xa5" * page
-    db.write_bytes(bytes(data))
+    damage_table(db, "results")
     try:
         second = Central(home, world_authority(world, home))
     except DatabaseError:

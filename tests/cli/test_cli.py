@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -40,7 +39,7 @@ from tests.cli.clikit import (
     write_form,
     write_photos,
 )
-from tests.kit import TPS_A, TPS_B
+from tests.kit import TPS_A, TPS_B, damage_table
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -682,14 +681,6 @@ def test_a_damaged_central_db_is_one_line_not_a_traceback(
     codes(central_home.home, "relay", "--count", "1")  # central.db exists and holds rows
     home = Path(shutil.copytree(central_home.home, tmp_path / "kpu"))
     db = home / "central.db"
-    with sqlite3.connect(db) as probe:
-        roots = [r for (r,) in probe.execute(
-            "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'objects' AND rootpage > 1")]  # fmt: skip
-        page = probe.execute("PRAGMA page_size").fetchone()[0]
-    probe.close()
-    data = bytearray(db.read_bytes())
-    for root in roots:
-        data[(root - 1) * page : root * page] = b"\xa5" * page
-    db.write_bytes(bytes(data))
+    damage_table(db, "objects")
     line = refused(invoke("central", "status", "--home", home))
     assert "malformed" in line or "damaged" in line
