@@ -47,7 +47,12 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 GROUPS, GROUP_LEN = 4, 4
 _LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1", "-": None, " ": None})
 DAY = 86_400
-DEFAULT_VALIDITY = 14 * DAY
+DEFAULT_VALIDITY = 90 * DAY
+"""Device certificates run 90 days from enrollment: election day, the recapitulation (about two
+weeks) and the dispute period (filing and the court's ruling, about 45 working days), so a chair
+can sign a correction after a recount. Objects are judged by signing time inside this window and
+may arrive up to ``crypto.trust.ARRIVAL_GRACE`` (30 days) after it (issue 11, item 6). Change it
+per server with ``Central(valid_until=...)``, capped by the issuer certificate."""
 FIRST_DEVICE_SERIAL = 2
 MAX_CODES = 100_000
 

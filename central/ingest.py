@@ -82,6 +82,10 @@ def loose_id(raw: bytes) -> bytes | None:
     return None
 
 
+NOT_FINAL = "not-final"
+"""Ingest status of an object refused only for time or manifest version (issue 11, item 6)."""
+
+
 class Central:
     """The central server's state: central.db in ``home`` plus the authority's keys."""
 
@@ -152,6 +156,9 @@ class Central:
                 except VerifyError as exc:
                     error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
                     self.stats.failed(exc.reason)
+                    if not exc.final:  # time or manifest version only: no row, no final receipt
+                        self.stats.received(kind, NOT_FINAL)
+                        return None, NOT_FINAL
             else:
                 self.stats.failed("malformed")
             if known is not None and verified is None:

@@ -15,11 +15,19 @@ REASONS = {
     "unknown-signer": "no certificate chain from the pinned root vouches for the signer",
     "wrong-role": "the signer's role may not sign this kind of object",
     "out-of-scope": "the signer may not act for this TPS, region or election",
-    "expired": "the signer's certificate expired (beyond the clock tolerance)",
-    "not-yet-valid": "the signer's certificate is not valid yet (beyond the clock tolerance)",
+    "expired": "signed after the signer's certificate ended, or arrived after its arrival grace",
+    "not-yet-valid": "signed before the signer's certificate began, or dated in the future",
+    "manifest-mismatch": "the content names a TPS or election the receiver's manifest lacks "
+    "(the receiver's manifest may be older than the signer's)",
     "revoked": "the signer's key or certificate was revoked",
     "invalid-content": "the content breaks an election rule (the detail names the rule)",
 }
+
+
+NOT_FINAL = frozenset({"expired", "not-yet-valid", "manifest-mismatch"})
+"""Failures that depend only on time or on the receiver's manifest version (issue 11, item 6).
+They are not the sender's fault: a relay must not penalise the peer that passed the object on,
+and the central must not give it a final receipt. The object may verify elsewhere or later."""
 
 
 class CryptoError(Exception):
@@ -38,3 +46,8 @@ class VerifyError(CryptoError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+    @property
+    def final(self) -> bool:
+        """False when the failure depends only on time or manifest version (``NOT_FINAL``)."""
+        return self.reason not in NOT_FINAL

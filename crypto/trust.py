@@ -11,15 +11,23 @@ held).
 :meth:`TrustStore.verify` decodes an envelope and checks, in order: structure and canonical bytes
 (``malformed``); the signer's certificate chain to the pinned root, using certificates already
 learnt or attached to the object (``unknown-signer``); the signature over the exact received
-content bytes (``bad-signature``); the certificate's validity window at ``now`` with a clock
-tolerance (``expired`` / ``not-yet-valid``); revocation (``revoked``); the role allowed for the
-kind (``wrong-role``); scope and election (``out-of-scope``); and, for results, the election
-rules against the manifest (``invalid-content``). It returns a :class:`Verified`, the only way to
-get one.
+content bytes (``bad-signature``); the certificate's validity window at the object's *signing
+time* (``expired`` / ``not-yet-valid``); revocation (``revoked``); the role allowed for the kind
+(``wrong-role``); scope and election (``out-of-scope``); and, for results, the election rules
+against the manifest (``invalid-content``, or ``manifest-mismatch`` when the only broken rules
+name a TPS or election this store's manifest lacks). It returns a :class:`Verified`, the only
+way to get one.
 
-Clocks: device clocks are untrusted. Validity windows are checked against the caller's ``now``
-with a tolerance of ``CLOCK_SKEW`` (24 hours) either side, so a phone whose clock is a few hours
-off still works, while a key used days after its window is refused.
+Validity fits store-and-forward (issue 11, item 6). An object is judged by its signing time
+(``created``), which must lie inside the signer's certificate window (the enrollment default
+covers the recap and dispute period, see ``central.enroll.DEFAULT_VALIDITY``) with a tolerance of
+``CLOCK_SKEW`` (24 hours) either side, and must not lie more than ``CLOCK_SKEW`` in the
+receiver's future. The receiver's ``now`` bounds only the arrival: an object still arrives up to
+``arrival_grace`` (default ``ARRIVAL_GRACE``, 30 days) after its certificate ended, so a result
+walking out late, or a correction a chair signed on the last day of the window, is still
+accepted at every hop, while a key used after its window is refused. Failures that depend only
+on time or manifest version are not final (:data:`~.errors.NOT_FINAL`, ``VerifyError.final``).
+Backdating by a stolen key is bounded by revocation back to the compromise time.
 """
 
 from __future__ import annotations
@@ -48,6 +56,9 @@ from .errors import VerifyError
 from .keys import key_id, verify_signature
 
 CLOCK_SKEW = 24 * 3600
+ARRIVAL_GRACE = 30 * 24 * 3600
+MANIFEST_RULES = frozenset({"tps-unknown", "election-unknown"})
+"""Hard rules that may break only because the receiver's manifest is older than the signer's."""
 DEVICE_ROLES = ("kpps-chair", "kpps-member", "witness", "relay", "gateway")
 ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
     "result": ("kpps-chair",),
@@ -96,6 +107,7 @@ class TrustStore:
 
     root_public: bytes
     skew: int = CLOCK_SKEW
+    arrival_grace: int = ARRIVAL_GRACE
     manifest: Manifest | None = None
     manifest_envelope: Envelope | None = None
     revocation: RevocationBody | None = None
@@ -198,10 +210,7 @@ class TrustStore:
         revoked = None
         if signer.cert is not None:
             cert = signer.cert
-            if now < cert.not_before - self.skew:
-                raise VerifyError("not-yet-valid", f"certificate serial {cert.serial}")
-            if now > cert.not_after + self.skew:
-                raise VerifyError("expired", f"certificate serial {cert.serial}")
+            self._check_window(env, cert, now)
             if self.revocation is not None:
                 revoked = self.revocation.revokes(cert.serial, signer.key_id)
                 if revoked is None and signer.cert_envelope is not None:
@@ -216,6 +225,24 @@ class TrustStore:
             raise VerifyError("wrong-role", f"a {signer.role} may not sign a {env.kind}")
         warnings = self._check_body(env, signer, check_content)
         return Verified(env, signer, revoked, warnings)
+
+    def _check_window(self, env: Envelope, cert: CertificateBody, now: int) -> None:
+        """Signing time inside the certificate's window; arrival within the grace after it."""
+        signed = env.created
+        if signed < cert.not_before - self.skew:
+            raise VerifyError(
+                "not-yet-valid", f"signed before certificate serial {cert.serial} began"
+            )
+        if signed > now + self.skew:
+            raise VerifyError("not-yet-valid", f"signed at {signed}, in the receiver's future")
+        if signed > cert.not_after + self.skew:
+            raise VerifyError("expired", f"signed after certificate serial {cert.serial} ended")
+        if now > cert.not_after + self.arrival_grace:
+            raise VerifyError(
+                "expired",
+                f"arrived after the {self.arrival_grace // 86400}-day grace of certificate "
+                f"serial {cert.serial}",
+            )
 
     def _check_body(self, env: Envelope, signer: Signer, check_content: bool) -> tuple[str, ...]:
         body = env.body
@@ -261,5 +288,10 @@ class TrustStore:
             bad.extend(hard)
             warnings = tuple(sorted(w.rule for w in warn))
         if bad:
-            raise VerifyError("invalid-content", "; ".join(str(v) for v in bad))
+            reason = (
+                "manifest-mismatch"
+                if {v.rule for v in bad} <= MANIFEST_RULES
+                else "invalid-content"
+            )
+            raise VerifyError(reason, "; ".join(str(v) for v in bad))
         return warnings

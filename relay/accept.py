@@ -33,6 +33,9 @@ class Outcome:
     status: str  # stored | duplicate | rejected | out-of-scope
     reason: str = ""
     receipt: bytes | None = None
+    final: bool = True
+    """False for a refusal that depends only on time or manifest version: not the sender's
+    fault, so the peer must not be penalised (``VerifyError.final``, issue 11 item 6)."""
 
 
 def _decoded(raw: bytes) -> Envelope | None:
@@ -108,7 +111,7 @@ def accept_one(
         oid = _id_of(raw)
         sdb.event(now, "warning", peer, f"rejected {exc.reason}: {exc.detail}", oid)
         log.warning("rejected object from %s: %s", peer or "local", exc)
-        return Outcome(oid, "rejected", str(exc), receipt)
+        return Outcome(oid, "rejected", str(exc), receipt, final=exc.final)
     region = object_region(v)
     if hook is None and not in_scope(region, scope):
         return Outcome(v.id, "out-of-scope", f"{region} is outside this node's scope {scope}")

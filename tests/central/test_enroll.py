@@ -49,7 +49,7 @@ def test_enroll_a_chair(central: Central, world: World) -> None:
         ("gubernur", "bupati"),
     )
     assert cert.subject == key.public and cert.not_before == NOW + 5
-    assert cert.not_after == NOW + 5 + 14 * DAY
+    assert cert.not_after == NOW + 5 + 90 * DAY
     assert got.root_id == world.root.id and got.root_public == world.root.public
     assert isinstance(got.manifest.body, ManifestBody)
     assert isinstance(got.revocation.body, RevocationBody)

@@ -431,3 +431,32 @@ def test_endorsements_count_distinct_signers_never_the_results_own(
     own = seal("endorsement", body, key, NOW + 90, chain=world.chain(cert))
     central.ingest(own.encode(), NOW + 100)
     assert central.status()["endorsements"] == {env.id.hex(): 1}
+
+
+# --- validity that fits store-and-forward (issue 11, item 6) ---------------------------------
+
+
+def test_a_result_signed_in_time_but_arriving_late_is_counted(
+    central: Central, world: World
+) -> None:
+    """Attack/accident: the result walks out of a no-signal kecamatan after the certificate
+    ended. Before: refused with a final `expired` receipt. Now: judged by its signing time."""
+    key, cert = world.officer("chair-a", not_after=NOW + 14 * DAY)
+    env = result(world, key, cert)  # signed at NOW
+    raw, status = central.ingest(env.encode(), NOW + 20 * DAY)
+    assert status == "accepted", receipt_of(raw, world).reason if raw else status
+    assert central.status()["elections"][1]["tps_accepted"] == 1
+
+
+def test_time_only_failures_are_not_final_and_leave_no_row_or_receipt(
+    central: Central, world: World
+) -> None:
+    key, cert = world.officer("chair-a", not_after=NOW + 14 * DAY)
+    body = result(world, key, cert).body
+    late = seal("result", body, key, NOW + 16 * DAY, chain=world.chain(cert))  # after the window
+    raw, status = central.ingest(late.encode(), NOW + 16 * DAY)
+    assert (raw, status) == (None, "not-final")
+    assert central.db.object_state(late.id) is None
+    assert central.receipt_for(late.id) is None
+    # and a copy with a bad signature is still final (the copy's own fault)
+    assert central.ingest(_tamper_signature(late), NOW + 16 * DAY)[1] == "rejected"

@@ -10,7 +10,8 @@ import pytest
 from estafet.crypto.errors import REASONS, VerifyError
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
-from estafet.crypto.trust import CLOCK_SKEW, TrustStore
+from estafet.crypto.trust import ARRIVAL_GRACE, CLOCK_SKEW, TrustStore
+from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import (
     LOG_GENESIS,
     Body,
@@ -66,6 +67,14 @@ def receipt(
         RESULT.id, "result", TPS_A, "bupati", "accepted", "", 0, LOG_GENESIS, log_hash or good
     )
     return seal("receipt", body, key, server_time, chain=chain)
+
+
+def older() -> Manifest:
+    """The Kotabaru manifest as a receiver with an older version might hold it: without TPS_A."""
+    m = W.manifest
+    tps = {k: v for k, v in m.tps.items() if k != TPS_A}
+    return Manifest(name=m.name, version=m.version, elections=m.elections, tps=tps,
+                    regions=m.regions)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -208,9 +217,25 @@ CASES: dict[str, Case] = {
         lambda: cert_by(W.issuer, "kpps-chair", (TPS_A,), elections=("walikota",)),
         "out-of-scope",
     ),
-    # validity window, with CLOCK_SKEW either side
-    "expired": Case(lambda: RESULT, "expired", now=NOW + 14 * DAY + CLOCK_SKEW + 1),
-    "not yet valid": Case(lambda: RESULT, "not-yet-valid", now=NOW - DAY - CLOCK_SKEW - 1),
+    # validity window at the signing time, with CLOCK_SKEW either side
+    "expired": Case(
+        lambda: W.result(CHAIR, CHAIR_CERT, created=NOW + 14 * DAY + CLOCK_SKEW + 1)[0],
+        "expired",
+        now=NOW + 15 * DAY + CLOCK_SKEW,
+    ),
+    "not yet valid": Case(
+        lambda: W.result(CHAIR, CHAIR_CERT, created=NOW - DAY - CLOCK_SKEW - 1)[0],
+        "not-yet-valid",
+    ),
+    "manifest lacks the TPS": Case(
+        lambda: RESULT, "manifest-mismatch", setup=lambda ts: setattr(ts, "manifest", older())
+    ),
+    "arrived after the grace": Case(
+        lambda: RESULT, "expired", now=NOW + 14 * DAY + ARRIVAL_GRACE + 1
+    ),
+    "dated in the receiver's future": Case(
+        lambda: W.result(CHAIR, CHAIR_CERT, created=NOW + CLOCK_SKEW + 1)[0], "not-yet-valid"
+    ),
     # revoked
     "revoked by serial": Case(
         lambda: RESULT, "revoked", setup=revoke(RevokedEntry(CHAIR_BODY.serial, None, "lost", NOW))
@@ -312,7 +337,7 @@ NOT_BEFORE, NOT_AFTER = NOW - DAY, NOW + 14 * DAY  # the officer certificate's w
 
 
 @pytest.mark.parametrize(
-    ("now", "reason"),
+    ("signed", "reason"),
     [
         (NOT_BEFORE - CLOCK_SKEW - 1, "not-yet-valid"),
         (NOT_BEFORE - CLOCK_SKEW, None),
@@ -322,27 +347,84 @@ NOT_BEFORE, NOT_AFTER = NOW - DAY, NOW + 14 * DAY  # the officer certificate's w
         (NOT_AFTER + CLOCK_SKEW + 1, "expired"),
     ],
 )
-def test_validity_window_with_clock_skew(now: int, reason: str | None) -> None:
+def test_judged_by_signing_time_inside_the_window(signed: int, reason: str | None) -> None:
+    """Attack (issue 11, item 6): certificates expired at the receiver's clock, so a result
+    signed on time but walking out late was refused at every hop. Now the signing time counts;
+    the receiver here is 10 days past the window (inside the arrival grace)."""
     assert (CHAIR_BODY.not_before, CHAIR_BODY.not_after) == (NOT_BEFORE, NOT_AFTER)
+    env, _ = W.result(CHAIR, CHAIR_CERT, created=signed)
+    arrival = NOT_AFTER + 10 * DAY
     for learn_first in (False, True):
         ts = store()
         if learn_first:
             ts.learn(ts.verify(CHAIR_CERT, NOW))
         if reason is None:
-            assert ts.verify(RESULT, now).id == RESULT.id
+            assert ts.verify(env, arrival).id == env.id
         else:
             with pytest.raises(VerifyError) as exc:
-                ts.verify(RESULT, now)
+                ts.verify(env, arrival)
             assert exc.value.reason == reason
+            assert exc.value.final is False  # time only: not the sender's fault, not final
 
 
-def test_skew_is_configurable() -> None:
-    ts = TrustStore(W.root.public, skew=0, manifest=W.manifest)
+@pytest.mark.parametrize(
+    ("arrival", "ok"),
+    [(NOT_AFTER + ARRIVAL_GRACE, True), (NOT_AFTER + ARRIVAL_GRACE + 1, False)],
+)
+def test_arrival_grace_both_sides(arrival: int, ok: bool) -> None:
+    ts = store()
+    if ok:
+        assert ts.verify(RESULT, arrival).id == RESULT.id
+    else:
+        with pytest.raises(VerifyError, match="arrived after the 30-day grace"):
+            ts.verify(RESULT, arrival)
+
+
+@pytest.mark.parametrize(
+    ("signed", "ok"), [(NOW + CLOCK_SKEW, True), (NOW + CLOCK_SKEW + 1, False)]
+)
+def test_a_signing_time_in_the_receivers_future_is_refused_not_final(signed: int, ok: bool) -> None:
+    env, _ = W.result(CHAIR, CHAIR_CERT, created=signed)
+    if ok:
+        assert store().verify(env, NOW).id == env.id
+    else:
+        with pytest.raises(VerifyError, match="receiver's future") as exc:
+            store().verify(env, NOW)
+        assert not exc.value.final
+
+
+def test_a_correction_signed_on_day_15_after_a_recount_is_accepted() -> None:
+    """A chair whose certificate runs the default enrollment validity (covering the recap and
+    dispute period) signs a revision on day 15; every hop accepts it, up to the grace."""
+    from estafet.central.enroll import DEFAULT_VALIDITY
+
+    chair, cert = W.officer("chair long", not_after=NOW + DEFAULT_VALIDITY)
+    first, _ = W.result(chair, cert)
+    fix, _ = W.result(chair, cert, revision=1, supersedes=first.id, created=NOW + 15 * DAY)
+    assert store().verify(fix, NOW + 16 * DAY).id == fix.id
+    assert store().verify(fix, NOW + DEFAULT_VALIDITY + ARRIVAL_GRACE).id == fix.id
+
+
+def test_skew_and_grace_are_configurable() -> None:
+    ts = TrustStore(W.root.public, skew=0, arrival_grace=0, manifest=W.manifest)
     assert ts.verify(RESULT, NOT_AFTER).id == RESULT.id
     with pytest.raises(VerifyError, match="expired"):
         ts.verify(RESULT, NOT_AFTER + 1)
+    late, _ = W.result(CHAIR, CHAIR_CERT, created=NOT_BEFORE - 1)
     with pytest.raises(VerifyError, match="not-yet-valid"):
-        ts.verify(RESULT, NOT_BEFORE - 1)
+        ts.verify(late, NOW)
+
+
+def test_a_result_for_a_tps_the_receivers_manifest_lacks_is_not_final() -> None:
+    """Failures that depend only on manifest version are not the sender's fault."""
+    ts = TrustStore(W.root.public, manifest=older())
+    with pytest.raises(VerifyError) as exc:
+        ts.verify(RESULT, NOW)
+    assert exc.value.reason == "manifest-mismatch" and not exc.value.final
+    bad, _ = W.result(CHAIR, CHAIR_CERT, valid=205, invalid=9)
+    with pytest.raises(VerifyError) as exc:
+        TrustStore(W.root.public, manifest=W.manifest).verify(bad, NOW)
+    assert exc.value.reason == "invalid-content" and exc.value.final
 
 
 # --- revocation -----------------------------------------------------------------------------
