@@ -46,6 +46,7 @@ from estafet.protocol.objects import (
     ResultBody,
     RevocationBody,
     RevokedEntry,
+    VoidBody,
     decode_envelope,
     receipt_log_ok,
     signing_message,
@@ -67,6 +68,7 @@ ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
     "certificate": ("issuer", "root"),
     "manifest": ("root",),
     "revocation": ("root",),
+    "void": ("root", "issuer"),
 }
 MAX_CHAIN_DEPTH = 2
 
@@ -212,19 +214,26 @@ class TrustStore:
             cert = signer.cert
             self._check_window(env, cert, now)
             if self.revocation is not None:
-                revoked = self.revocation.revokes(cert.serial, signer.key_id)
-                if revoked is None and signer.cert_envelope is not None:
-                    issuer = self._certs.get(signer.cert_envelope.signer)
-                    if issuer is not None:
-                        revoked = self.revocation.revokes(
-                            issuer[1].serial, signer.cert_envelope.signer
-                        )
+                revoked = self._revocation(env, signer, cert)
                 if revoked is not None and not allow_revoked:
                     raise VerifyError("revoked", f"serial {cert.serial}: {revoked.reason}")
         if signer.role not in ROLES_FOR_KIND[env.kind]:
             raise VerifyError("wrong-role", f"a {signer.role} may not sign a {env.kind}")
         warnings = self._check_body(env, signer, check_content)
         return Verified(env, signer, revoked, warnings)
+
+    def _revocation(
+        self, env: Envelope, signer: Signer, cert: CertificateBody
+    ) -> RevokedEntry | None:
+        """The entry revoking the signer (or its issuer) for an object signed at ``env.created``:
+        only objects signed at or after the stated compromise time are revoked."""
+        assert self.revocation is not None
+        found = self.revocation.revokes(cert.serial, signer.key_id)
+        if found is None and signer.cert_envelope is not None:
+            issuer = self._certs.get(signer.cert_envelope.signer)
+            if issuer is not None:
+                found = self.revocation.revokes(issuer[1].serial, signer.cert_envelope.signer)
+        return found if found is not None and found.covers(env.created) else None
 
     def _check_window(self, env: Envelope, cert: CertificateBody, now: int) -> None:
         """Signing time inside the certificate's window; arrival within the grace after it."""
@@ -261,6 +270,9 @@ class TrustStore:
                 )
             if isinstance(body, ResultBody) and check_content:
                 return self._check_result(body)
+        elif isinstance(body, VoidBody) and signer.cert is not None:
+            if not signer.cert.covers(body.tps):
+                raise VerifyError("out-of-scope", f"issuer may not void a result of {body.tps}")
         elif isinstance(body, ReceiptBody) and not receipt_log_ok(body, env.created):
             raise VerifyError("invalid-content", "receipt log hash does not match its entry")
         return ()

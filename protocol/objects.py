@@ -35,13 +35,13 @@ from .photos import PhotoRef
 VERSION = 1
 KEY_ID_BYTES = 16
 ID_BYTES = 32
-KINDS = ("revocation", "certificate", "manifest", "receipt", "result", "endorsement")
+KINDS = ("revocation", "certificate", "manifest", "void", "receipt", "result", "endorsement")
 FETCH_PRIORITY = {k: i for i, k in enumerate(KINDS)}
 """Fetch order between peers: revocations and trust first, receipts, then results, then
 endorsements (photos come last, after their result is verified)."""
 
 ROLES = ("issuer", "kpps-chair", "kpps-member", "witness", "relay", "gateway")
-RECEIPT_STATUSES = ("accepted", "rejected", "conflict", "superseded")
+RECEIPT_STATUSES = ("accepted", "rejected", "conflict", "superseded", "voided", "held")
 MAX_OBJECT_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 MAX_CHAIN = 3
@@ -258,14 +258,65 @@ class ReceiptBody:
 
 
 @dataclass(frozen=True, slots=True)
+class VoidBody:
+    """The KPU voids one result (issue 11, item 8): signed by the root or an issuer. The voided
+    result is never counted but is kept as evidence; ``reason`` says why, for everyone."""
+
+    result: bytes
+    tps: str
+    election: str
+    reason: str
+
+    FIELDS = ("result", "tps", "election", "reason")
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "tps": self.tps,
+            "election": self.election,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_map(cls, m: dict[str, Any]) -> VoidBody:
+        tps, election = m.get("tps"), m.get("election")
+        if not is_tps_code(tps) or election not in ELECTION_KINDS:
+            raise SchemaError("void must name a TPS and an election")
+        return cls(
+            _bin(m, "result", ID_BYTES) or b"", str(tps), str(election), _str(m, "reason", 500)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RevokedEntry:
+    """One revoked certificate serial or key. ``time`` is when the KPU revoked it; ``since``,
+    the stated compromise time: objects the key signed at or after ``since`` are revoked, those
+    signed before stay valid. ``since`` absent (None) means ``time``."""
+
     serial: int | None
     key: bytes | None
     reason: str
     time: int
+    since: int | None = None
+
+    @property
+    def compromised_at(self) -> int:
+        return self.time if self.since is None else self.since
+
+    def covers(self, signed: int) -> bool:
+        """Whether an object signed at ``signed`` falls under this revocation."""
+        return signed >= self.compromised_at
 
     def to_map(self) -> dict[str, Any]:
-        return {"serial": self.serial, "key": self.key, "reason": self.reason, "time": self.time}
+        m: dict[str, Any] = {
+            "serial": self.serial,
+            "key": self.key,
+            "reason": self.reason,
+            "time": self.time,
+        }
+        if self.since is not None:
+            m["since"] = self.since
+        return m
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,13 +336,19 @@ class RevocationBody:
             raise SchemaError("entries must be a list")
         entries = []
         for e in raw:
-            if not isinstance(e, dict) or set(e) != {"serial", "key", "reason", "time"}:
-                raise SchemaError("revocation entry must have serial, key, reason, time")
+            if not isinstance(e, dict) or not (
+                {"serial", "key", "reason", "time"} <= set(e) <= {"serial", "key", "reason",
+                                                                   "time", "since"}
+            ):  # fmt: skip
+                raise SchemaError("revocation entry must have serial, key, reason, time[, since]")
             serial = None if e["serial"] is None else _int(e, "serial")
             key = _bin(e, "key", KEY_ID_BYTES, optional=True)
             if serial is None and key is None:
                 raise SchemaError("revocation entry must name a serial or a key")
-            entries.append(RevokedEntry(serial, key, _str(e, "reason", 500), _int(e, "time")))
+            since = _int(e, "since") if "since" in e else None
+            entries.append(
+                RevokedEntry(serial, key, _str(e, "reason", 500), _int(e, "time"), since)
+            )
         return cls(_int(m, "version", 1), tuple(entries))
 
     def revokes(self, serial: int, key_id: bytes) -> RevokedEntry | None:
@@ -318,8 +375,17 @@ class ManifestBody:
             raise SchemaError(str(exc)) from exc
 
 
-Body = CertificateBody | ResultBody | EndorsementBody | ReceiptBody | RevocationBody | ManifestBody
+Body = (
+    CertificateBody
+    | ResultBody
+    | EndorsementBody
+    | ReceiptBody
+    | RevocationBody
+    | ManifestBody
+    | VoidBody
+)
 _BODY_TYPES: dict[str, Any] = {
+    "void": VoidBody,
     "certificate": CertificateBody,
     "result": ResultBody,
     "endorsement": EndorsementBody,
@@ -358,7 +424,7 @@ class Envelope:
         b = self.body
         if isinstance(b, ResultBody):
             return b.form.tps
-        if isinstance(b, EndorsementBody | ReceiptBody):
+        if isinstance(b, EndorsementBody | ReceiptBody | VoidBody):
             return b.tps
         return ""
 
@@ -367,7 +433,7 @@ class Envelope:
         b = self.body
         if isinstance(b, ResultBody):
             return b.form.election
-        if isinstance(b, EndorsementBody | ReceiptBody):
+        if isinstance(b, EndorsementBody | ReceiptBody | VoidBody):
             return b.election
         return ""
 

@@ -41,7 +41,7 @@ SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 BUILT = build()
-STEMS = ("certificate", "manifest", "revocation", "result", "endorsement", "receipt")
+STEMS = ("certificate", "manifest", "revocation", "void", "result", "endorsement", "receipt")
 
 
 def load(stem: str) -> dict[str, Any]:

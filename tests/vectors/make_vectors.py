@@ -27,6 +27,7 @@ from estafet.protocol.objects import (
     Envelope,
     ReceiptBody,
     RevokedEntry,
+    VoidBody,
     decode_envelope,
     log_entry_hash,
     signing_message,
@@ -104,6 +105,19 @@ def build() -> dict[str, dict[str, Any]]:
         1,
         RevokedEntry(serial=99, key=None, reason="phone lost", time=NOW - 3600),
         RevokedEntry(serial=None, key=seeded_key("stolen").id, reason="stolen", time=NOW - 60),
+        RevokedEntry(
+            serial=None,
+            key=seeded_key("compromised").id,
+            reason="key copied; results signed since the compromise are void",
+            time=NOW - 30,
+            since=NOW - 86_400,
+        ),
+    )
+    void = seal(
+        "void",
+        VoidBody(result.id, result.tps, result.election, "recount: form C.Hasil replaced"),
+        w.issuer,
+        NOW + 300,
     )
     server_time = NOW + 120
     log_hash = log_entry_hash(LOG_GENESIS, 0, result.id, "accepted", "", server_time)
@@ -127,7 +141,14 @@ def build() -> dict[str, dict[str, Any]]:
             w.manifest_env, w.root, "root", "a small manifest (5 TPS) signed by the root"
         ),
         "revocation": describe(
-            revocation, w.root, "root", "revocation list v1: one serial, one key id"
+            revocation,
+            w.root,
+            "root",
+            "revocation list v1: one serial, one key id, one key id with a compromise time "
+            "(since): objects it signed from then on are revoked, earlier ones stand",
+        ),
+        "void": describe(
+            void, w.issuer, "issuer", "the KPU issuer voids the result: never counted, kept"
         ),
         "result": describe(
             result,
