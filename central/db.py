@@ -230,11 +230,18 @@ def _m2_enroll_limits(db: sqlite_utils.Database) -> None:
     """Failures keyed by client block and by code (issue 11: no global lock-out switch)."""
     db.table("enroll_failures").add_column("code", bytes)
     db.table("enroll_failures").create_index(["code", "time"])
+    db.table("voids").create(
+        {"id": bytes, "result": bytes, "reason": str, "received": int},
+        pk="id",
+        not_null={"result", "reason", "received"},
+        strict=True,
+    )
+    db.table("voids").create_index(["result"])
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _m1_schema),
-    (2, "enrollment failures per code", _m2_enroll_limits),
+    (2, "enrollment failures per code; voids", _m2_enroll_limits),
 ]
 """Numbered schema changes. Append only; never edit one that shipped."""
 
@@ -443,6 +450,10 @@ class CentralDB:
                 p,
             )
 
+    def supersedes_of(self, rid: bytes) -> bytes | None:
+        row = self._one("SELECT supersedes FROM results WHERE id = ?", (rid,))
+        return None if row is None or row["supersedes"] is None else bytes(row["supersedes"])
+
     def result_key(self, rid: bytes) -> Row | None:
         return self._one("SELECT tps, election, revision FROM results WHERE id = ?", (rid,))
 
@@ -458,14 +469,35 @@ class CentralDB:
         return rows
 
     def slot(self, tps: str, election: str) -> list[Row]:
-        """Results of one TPS and election that are not rejected."""
+        """Results of one TPS and election that take part in the counting rule: not rejected,
+        not voided, and not held for a superseded result that has not arrived."""
         return self._results(
-            "r.tps = ? AND r.election = ? AND o.status != 'rejected'", (tps, election)
+            "r.tps = ? AND r.election = ? AND o.status NOT IN ('rejected', 'voided') AND "
+            "(o.status != 'held' OR r.supersedes IN (SELECT id FROM results))",
+            (tps, election),
         )
 
     def live_results(self) -> list[Row]:
-        """Every result not rejected: accepted, conflict or superseded."""
-        return self._results("o.status != 'rejected'", ())
+        """Every result not rejected or voided: accepted, conflict, superseded or held."""
+        return self._results("o.status NOT IN ('rejected', 'voided')", ())
+
+    def held_naming(self, rid: bytes) -> list[Row]:
+        """Held revisions whose ``supersedes`` is ``rid``."""
+        return self._results("o.status = 'held' AND r.supersedes = ?", (rid,))
+
+    def put_void(self, row: Row) -> None:
+        self._x(
+            "INSERT OR IGNORE INTO voids (id, result, reason, received) "
+            "VALUES (:id, :result, :reason, :received)",
+            row,
+        )
+
+    def void_for(self, rid: bytes) -> Row | None:
+        return self._one(
+            "SELECT v.id, v.reason FROM voids v JOIN objects o ON o.id = v.id "
+            "WHERE v.result = ? AND o.status = 'accepted' ORDER BY v.received LIMIT 1",
+            (rid,),
+        )
 
     def results_with(self, status: str, reason: str | None = None) -> list[Row]:
         if reason is None:

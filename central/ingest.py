@@ -48,6 +48,7 @@ from estafet.protocol.objects import (
     ReceiptBody,
     ResultBody,
     RevokedEntry,
+    VoidBody,
     decode_envelope,
     log_entry_hash,
     signing_message,
@@ -83,6 +84,7 @@ def loose_id(raw: bytes) -> bytes | None:
 
 
 NOT_FINAL = "not-final"
+HELD_REASON = "supersedes a result not received yet: held, not counted, until it arrives"
 """Ingest status of an object refused only for time or manifest version (issue 11, item 6)."""
 
 
@@ -206,6 +208,8 @@ class Central:
             self._on_result(v, now)
         elif v.kind == "endorsement":
             self._on_endorsement(v, now)
+        elif v.kind == "void":
+            self._on_void(v, now)
         else:
             self._on_trust_object(v, now)
 
@@ -243,7 +247,9 @@ class Central:
 
     # --- per kind -----------------------------------------------------------------------------
     def _revoked(self, v: Verified, now: int) -> bool:
-        return v.revoked is not None and v.revoked.time <= now
+        """The signer is revoked for this object: it was signed at or after the stated
+        compromise time (``TrustStore`` sets ``revoked`` only then)."""
+        return v.revoked is not None
 
     def _on_result(self, v: Verified, now: int) -> None:
         body = v.envelope.body
@@ -278,17 +284,55 @@ class Central:
                 for p in body.photos
             ],
         )
+        void = self.db.void_for(v.id)
         reason = "revoked-signer" if self._revoked(v, now) else ""
-        if not reason and form.supersedes is not None:
-            prev = self.db.result_key(form.supersedes)
-            key = (prev["tps"], prev["election"], prev["revision"]) if prev else None
-            problem = supersede_problem(form.tps, form.election, form.revision, key)
+        if void is not None:
+            self._record(v.id, "result", form.tps, form.election, "voided", void["reason"], now)
+        elif not reason and form.supersedes is not None and not self.db.result_key(form.supersedes):
+            self._record(v.id, "result", form.tps, form.election, "held", HELD_REASON, now)
+        else:
+            reason = reason or self._supersede_problem(v.id)
+            if reason:
+                self._record(v.id, "result", form.tps, form.election, "rejected", reason, now)
+            else:
+                self._settle_slot(form.tps, form.election, now, first=v.id)
+        self._release_held(v.id, now)
+
+    def _supersede_problem(self, rid: bytes) -> str:
+        row = self.db.result_key(rid)
+        sup = self.db.supersedes_of(rid)
+        if row is None or sup is None:
+            return ""
+        prev = self.db.result_key(sup)
+        key = (prev["tps"], prev["election"], prev["revision"]) if prev else None
+        problem = supersede_problem(row["tps"], row["election"], row["revision"], key)
+        return f"invalid-content: revision-supersedes: {problem}" if problem else ""
+
+    def _release_held(self, rid: bytes, now: int) -> None:
+        """The result ``rid`` arrived: revisions held because they supersede it are judged now
+        (issue 11, item 8: an unresolved ``supersedes`` is held, never counted blind)."""
+        for r in self.db.held_naming(rid):
+            problem = self._supersede_problem(r["id"])
             if problem:
-                reason = f"invalid-content: revision-supersedes: {problem}"
-        if reason:
-            self._record(v.id, "result", form.tps, form.election, "rejected", reason, now)
+                self._record(r["id"], "result", r["tps"], r["election"], "rejected", problem, now)
+            else:
+                self._settle_slot(r["tps"], r["election"], now, first=r["id"])
+
+    def _on_void(self, v: Verified, now: int) -> None:
+        """The KPU voids a result: never counted, kept as evidence, its receipt says voided.
+        A void for a result not yet here is applied when the result arrives."""
+        body = v.envelope.body
+        assert isinstance(body, VoidBody)
+        reason = f"voided by the KPU: {body.reason}"[:MAX_REASON]
+        self.db.put_void({"id": v.id, "result": body.result, "reason": reason, "received": now})
+        self._record(v.id, "void", body.tps, body.election, "accepted", "", now)
+        target = self.db.result_key(body.result)
+        state = self.db.object_state(body.result)
+        if target is None or state is None or state["status"] in ("voided", "rejected"):
             return
-        self._settle_slot(form.tps, form.election, now, first=v.id)
+        self._record(body.result, "result", target["tps"], target["election"], "voided",
+                     reason, now)  # fmt: skip
+        self._settle_slot(target["tps"], target["election"], now, first=None)
 
     def _settle_slot(self, tps: str, election: str, now: int, first: bytes | None) -> None:
         """Apply the counting rule to one TPS and election; log every status that changed."""
@@ -352,12 +396,19 @@ class Central:
             found = rev.revokes(issuer_cert.serial, issuer)
         return found
 
+    def _signed_at(self, oid: bytes) -> int:
+        state = self.db.object_state(oid)
+        assert state is not None
+        return decode_envelope(bytes(state["raw"])).created
+
     def _apply_revocations(self, now: int) -> None:
-        """Flag results and endorsements received at or after their signer's revocation."""
+        """Flag results and endorsements signed at or after their signer's compromise time
+        (the revocation's ``since``, else its time), whenever they were received; results
+        signed before it stand (issue 11, item 8)."""
         slots = set()
         for r in self.db.live_results():
             entry = self._revocation_for(r["signer"], r["signer_serial"], r["issuer"])
-            if entry is not None and entry.time <= r["received"]:
+            if entry is not None and entry.covers(self._signed_at(r["id"])):
                 self._record(
                     r["id"], "result", r["tps"], r["election"], "rejected", "revoked-signer", now
                 )
@@ -366,7 +417,7 @@ class Central:
             self._settle_slot(tps, election, now, first=None)
         for e in self.db.accepted_endorsements():
             entry = self._revocation_for(e["signer"], e["signer_serial"], e["issuer"])
-            if entry is not None and entry.time <= e["received"]:
+            if entry is not None and entry.covers(self._signed_at(e["id"])):
                 self._record(
                     e["id"],
                     "endorsement",

@@ -7,7 +7,10 @@ Counting rule (:func:`resolve_slot`), applied per TPS and election to the result
 rejected: the highest revision wins; if exactly one result has it, that one is ``accepted`` and
 counted, and every lower revision is ``superseded``; if two or more share it (equivocation), all
 of them are ``conflict`` and none is counted until a higher revision arrives. The rule depends
-only on the set of results, never on arrival order.
+only on the set of results, never on arrival order. Before the rule, two recovery rules take
+results out (issue 11, item 8): a result the KPU *voided* (a root- or issuer-signed ``void``)
+never counts, and a revision whose ``supersedes`` names a result not held is *held*: not counted
+until that result is there, so a revision naming a phantom id cannot beat the genuine one.
 
 Votes are aggregated TPS -> desa (10 digits) -> kecamatan (6) -> kabupaten (4) -> the election's
 region; progress counts TPS expected / received / accepted / conflict / missing / photos complete.
@@ -209,13 +212,16 @@ def tally_from_results(
     results: Iterable[tuple[bytes, ResultBody, bytes]],
     region_prefix: str | None = None,
     photos_present: PhotosPresent | None = None,
+    voided: Iterable[bytes] = (),
 ) -> dict[str, Any]:
     """The status view from verified results alone (a gateway's own holdings), given as
-    ``(id, body, signer key id)``; the caller leaves out results of revoked signers.
+    ``(id, body, signer key id)``; the caller leaves out results of revoked signers (revoked
+    for their signing time) and passes the ids named by verified voids in ``voided``.
 
-    Revisions that name a result of
-    another TPS, or a revision not below their own, are left out as the central server refuses
-    them. Without ``photos_present`` no TPS counts as photos complete.
+    Revisions that name a result of another TPS, or a revision not below their own, are left out
+    as the central server refuses them; revisions whose superseded result is not held are held
+    (left out), and voided results are left out. Without ``photos_present`` no TPS counts as
+    photos complete.
     """
     rows: dict[bytes, ResultRow] = {}
     supersedes: dict[bytes, bytes] = {}
@@ -223,11 +229,14 @@ def tally_from_results(
         rows[rid] = row_of(rid, body, signer)
         if body.form.supersedes is not None:
             supersedes[rid] = body.form.supersedes
+    known = set(rows)
     for rid, prev_id in supersedes.items():
         r, prev = rows[rid], rows.get(prev_id)
         key = (prev.tps, prev.election, prev.revision) if prev else None
-        if supersede_problem(r.tps, r.election, r.revision, key):
-            del rows[rid]
+        if prev_id not in known or supersede_problem(r.tps, r.election, r.revision, key):
+            del rows[rid]  # held (superseded result not here) or refused
+    for rid in voided:
+        rows.pop(rid, None)
     slots: dict[tuple[str, str], list[ResultRow]] = {}
     for r in rows.values():
         slots.setdefault((r.tps, r.election), []).append(r)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import Verified
-from estafet.protocol.objects import ResultBody
+from estafet.protocol.objects import ResultBody, VoidBody
 
 from .store import StoreDB
 
@@ -38,12 +38,20 @@ def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
         except VerifyError:
             continue
     have = {bytes(r[0]) for r in sdb.db.execute("SELECT sha256 FROM blobs")}
+    voided = set()
+    for raw in sdb.raw_by_kind(["void"]):
+        try:
+            body = node.trust.verify(raw, node.now()).envelope.body
+        except VerifyError:
+            continue
+        if isinstance(body, VoidBody):
+            voided.add(body.result)
     held = [
         (v.id, v.envelope.body, v.signer.key_id)
         for v in verified
         if v.revoked is None and isinstance(v.envelope.body, ResultBody)
     ]
-    view = tally_from_results(manifest, held, node.scope or None, have.__contains__)
+    view = tally_from_results(manifest, held, node.scope or None, have.__contains__, voided)
     view["name"] = f"{manifest.name} — recap at this node ({node.scope or 'all'})"
     view["revoked_results"] = [
         {"tps": v.envelope.tps, "election": v.envelope.election, "id": v.id.hex(),

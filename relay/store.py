@@ -39,6 +39,7 @@ from estafet.protocol.objects import (
     ReceiptBody,
     ResultBody,
     decode_envelope,
+    VoidBody,
 )
 
 from .blobs import BlobDir
@@ -62,13 +63,15 @@ STATE_FOR_STATUS = {
     "superseded": "delivered",
     "conflict": "conflict",
     "rejected": "rejected",
+    "voided": "rejected",  # the KPU voided it: never counted (kept at the centre as evidence)
+    "held": "delivered",  # the centre holds it until the result it supersedes arrives
 }
 
 
 def object_region(v: Verified) -> str:
     """The region an object belongs to, for scoping sync sessions ('' = everywhere)."""
     body = v.envelope.body
-    if isinstance(body, ResultBody | EndorsementBody | ReceiptBody):
+    if isinstance(body, ResultBody | EndorsementBody | ReceiptBody | VoidBody):
         return v.envelope.tps
     if isinstance(body, CertificateBody) and body.role != "issuer" and body.scope:
         return body.scope[0]

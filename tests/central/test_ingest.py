@@ -15,6 +15,7 @@ from estafet.protocol.objects import (
     Envelope,
     ReceiptBody,
     RevokedEntry,
+    VoidBody,
     decode_envelope,
     encode_envelope,
     log_entry_hash,
@@ -94,8 +95,6 @@ def _cases(world: World) -> dict[str, bytes]:
         "unknown-signer",
         "wrong-role",
         "out-of-scope",
-        "expired",
-        "not-yet-valid",
         "invalid-content",
     ],
 )
@@ -109,6 +108,18 @@ def test_every_verification_failure_gets_a_rejected_receipt(
     assert body.status == "rejected" and body.reason.startswith(reason), body.reason
     if reason == "invalid-content":
         assert "valid-sum" in body.reason
+    assert f'verification_failures_total{{reason="{reason}"}} 1' in central.metrics()
+
+
+@pytest.mark.parametrize("reason", ["expired", "not-yet-valid"])
+def test_time_failures_get_no_receipt_and_no_row(
+    central: Central, world: World, reason: str
+) -> None:
+    """Issue 11, item 6: a failure that depends only on time is not final and not the sender's
+    fault: no row, no log entry, no receipt (the sender keeps carrying it)."""
+    raw = _cases(world)[reason]
+    assert central.ingest(raw, NOW) == (None, "not-final")
+    assert central.db.log_head()[0] == 0
     assert f'verification_failures_total{{reason="{reason}"}} 1' in central.metrics()
     central.verify_log()
 
@@ -154,8 +165,12 @@ def test_revision_arriving_first(central: Central, world: World) -> None:
     key, cert = world.officer("chair-a")
     first = result(world, key, cert)
     second = result(world, key, cert, revision=1, supersedes=first.id.hex())
-    assert central.ingest(second.encode(), NOW)[1] == "accepted"
+    # held until the result it supersedes arrives (issue 11, item 8), then counted
+    assert central.ingest(second.encode(), NOW)[1] == "held"
+    assert central.status()["elections"][1]["tps_accepted"] == 0
     assert central.ingest(first.encode(), NOW + 1)[1] == "superseded"
+    assert central.db.object_state(second.id)["status"] == "accepted"  # type: ignore[index]
+    assert receipt_of(central.receipt_for(second.id), world).status == "accepted"
     assert central.status()["elections"][1]["tps_accepted"] == 1
 
 
@@ -216,16 +231,23 @@ def test_results_of_a_revoked_key_are_kept_and_flagged(central: Central, world: 
     assert central.db.object_state(env.id) is not None  # kept as evidence
 
 
-def test_a_revocation_flags_results_received_after_its_time(central: Central, world: World) -> None:
+def test_a_revocation_flags_results_signed_since_the_compromise(
+    central: Central, world: World
+) -> None:
+    """Issue 11, item 8: revocation used to flag only results *received* after it, so a thief's
+    results that arrived first stood. Now the stated compromise time decides, by signing time:
+    results signed before it stand, those signed since are revoked, whenever they arrived."""
     key, cert = world.officer("chair-a")
     serial = cert.body.serial  # type: ignore[union-attr]
-    early = result(world, key, cert, election="gubernur")
-    late = result(world, key, cert)
-    central.ingest(early.encode(), NOW - 100)
-    central.ingest(late.encode(), NOW + 10)
-    central.ingest(_revoke(world, serial, NOW).encode(), NOW + 20)
-    assert receipt_of(central.receipt_for(late.id), world).reason == "revoked-signer"
-    assert receipt_of(central.receipt_for(early.id), world).status == "accepted"
+    before = seal("result", result(world, key, cert, election="gubernur").body, key, NOW - 100,
+                  chain=world.chain(cert))  # fmt: skip
+    since = seal("result", result(world, key, cert).body, key, NOW + 10, chain=world.chain(cert))
+    central.ingest(before.encode(), NOW + 20)
+    central.ingest(since.encode(), NOW + 20)  # received *before* the revocation
+    entry = RevokedEntry(serial, None, "phone stolen", NOW + 500, since=NOW)
+    assert central.ingest(world.revocation(2, entry).encode(), NOW + 600)[1] == "accepted"
+    assert receipt_of(central.receipt_for(since.id), world).reason == "revoked-signer"
+    assert receipt_of(central.receipt_for(before.id), world).status == "accepted"
     central.verify_log()
 
 
@@ -460,3 +482,97 @@ def test_time_only_failures_are_not_final_and_leave_no_row_or_receipt(
     assert central.receipt_for(late.id) is None
     # and a copy with a bad signature is still final (the copy's own fault)
     assert central.ingest(_tamper_signature(late), NOW + 16 * DAY)[1] == "rejected"
+
+
+# --- KPU recovery (issue 11, item 8) --------------------------------------------------------
+
+
+def _void(world: World, target: Envelope, by: str = "issuer", when: int = NOW + 50) -> Envelope:
+    body = VoidBody(target.id, target.tps, target.election, "stolen key, form replaced")
+    key = world.issuer if by == "issuer" else world.root
+    chain = (world.issuer_cert.encode(),) if by == "issuer" else ()
+    return seal("void", body, key, when, chain=chain)
+
+
+@pytest.mark.parametrize("by", ["issuer", "root"])
+def test_a_void_uncounts_revision_99_and_keeps_it_as_evidence(
+    central: Central, world: World, by: str
+) -> None:
+    """Attack: a stolen key signs revision 99; nothing could supersede it and the KPU had no way
+    to void it. Now a void leaves it uncounted (kept, receipt `voided`); revision 0 counts."""
+    key, cert = world.officer("chair-a")
+    honest = result(world, key, cert)
+    stolen = result(world, key, cert, revision=99, supersedes=honest.id.hex(), valid=201,
+                    votes={"1": 0, "2": 1, "3": 200})  # fmt: skip
+    central.ingest(honest.encode(), NOW)
+    assert central.ingest(stolen.encode(), NOW + 1)[1] == "accepted"
+    assert central.ingest(_void(world, stolen, by).encode(), NOW + 60)[1] == "accepted"
+    assert receipt_of(central.receipt_for(stolen.id), world).status == "voided"
+    assert central.db.object_state(stolen.id) is not None  # kept as evidence
+    assert central.db.object_state(honest.id)["status"] == "accepted"  # type: ignore[index]
+    bupati = central.status()["elections"][1]
+    assert bupati["tps_accepted"] == 1 and bupati["tally"]["3"] != 200
+    central.verify_log()
+
+
+def test_a_void_that_arrives_first_voids_the_result_on_arrival(
+    central: Central, world: World
+) -> None:
+    key, cert = world.officer("chair-a")
+    env = result(world, key, cert)
+    central.ingest(_void(world, env).encode(), NOW)
+    assert central.ingest(env.encode(), NOW + 1)[1] == "voided"
+    assert central.status()["elections"][1]["tps_accepted"] == 0
+
+
+def test_only_the_root_or_an_issuer_may_void(central: Central, world: World) -> None:
+    key, cert = world.officer("chair-a")
+    env = result(world, key, cert)
+    central.ingest(env.encode(), NOW)
+    body = VoidBody(env.id, env.tps, env.election, "I changed my mind")
+    own = seal("void", body, key, NOW + 5, chain=world.chain(cert))
+    raw, status = central.ingest(own.encode(), NOW + 6)
+    assert status == "rejected" and receipt_of(raw, world).reason.startswith("wrong-role")
+    assert central.db.object_state(env.id)["status"] == "accepted"  # type: ignore[index]
+
+
+def test_a_re_enrolled_chair_supersedes_the_old_keys_result(central: Central, world: World) -> None:
+    """The chair's phone is stolen: the KPU revokes the old key from the compromise time, the
+    chair re-enrolls (new key, same TPS) and signs revision 1 over the old key's revision 0.
+    The thief's revision 99, signed after the compromise, is revoked."""
+    old, old_cert = world.officer("chair-a old")
+    new, new_cert = world.officer("chair-a new")
+    first = result(world, old, old_cert)
+    central.ingest(first.encode(), NOW)
+    stolen = seal("result", result(world, old, old_cert, revision=99,
+                                   supersedes=first.id.hex()).body, old, NOW + 100,
+                  chain=world.chain(old_cert))  # fmt: skip
+    central.ingest(stolen.encode(), NOW + 100)
+    serial = old_cert.body.serial  # type: ignore[union-attr]
+    revocation = world.revocation(2, RevokedEntry(serial, None, "phone stolen", NOW + 200,
+                                                  since=NOW + 50))  # fmt: skip
+    central.ingest(revocation.encode(), NOW + 200)
+    assert receipt_of(central.receipt_for(stolen.id), world).reason == "revoked-signer"
+    assert central.db.object_state(first.id)["status"] == "accepted"  # type: ignore[index]
+    fix = seal("result", result(world, new, new_cert, revision=1,
+                                supersedes=first.id.hex()).body, new, NOW + 300,
+               chain=world.chain(new_cert))  # fmt: skip
+    assert central.ingest(fix.encode(), NOW + 300)[1] == "accepted"
+    assert central.db.object_state(first.id)["status"] == "superseded"  # type: ignore[index]
+    assert central.status()["elections"][1]["tps_accepted"] == 1
+
+
+def test_a_revision_naming_an_unknown_id_is_held_not_counted(
+    central: Central, world: World
+) -> None:
+    """Attack: a revision whose `supersedes` names an id nobody has was counted, beating the
+    genuine revision 0. Now it is held (not counted) until the named result arrives."""
+    key, cert = world.officer("chair-a")
+    honest = result(world, key, cert)
+    phantom = result(world, key, cert, revision=5, supersedes=(b"\x07" * 32).hex(), valid=201,
+                     votes={"1": 0, "2": 1, "3": 200})  # fmt: skip
+    central.ingest(honest.encode(), NOW)
+    raw, status = central.ingest(phantom.encode(), NOW + 1)
+    assert status == "held" and "held" in receipt_of(raw, world).reason
+    assert central.db.object_state(honest.id)["status"] == "accepted"  # type: ignore[index]
+    assert central.status()["elections"][1]["tally"]["3"] != 200

@@ -160,3 +160,26 @@ def test_resolve_slot() -> None:
     }
     # the rule depends on the set, not the order
     assert resolve_slot([(a, 1), (b, 1), (c, 0)]) == resolve_slot([(c, 0), (b, 1), (a, 1)])
+
+
+def test_gateway_recap_holds_unresolved_revisions_and_honours_voids(everything: Any) -> None:
+    """Issue 11, item 8, through protocol/tally.py (a PPK gateway's recap without internet)."""
+    world, _, _ = everything
+    trust = world.trust()
+    key, cert = world.officer("chair-x")
+    one = trust.verify(result(world, key, cert), NOW)
+    phantom = trust.verify(
+        result(world, key, cert, revision=5, supersedes=(b"\x07" * 32).hex(), invalid=3), NOW
+    )
+    view = tally_from_results(world.manifest, held([one, phantom]))
+    bupati = view["elections"][1]
+    assert bupati["tps_accepted"] == 1 and bupati["invalid"] == one.envelope.body.form.invalid  # type: ignore[union-attr]
+    # revision 99 by a stolen key, voided by the KPU: revision 0 counts again
+    stolen = trust.verify(
+        result(world, key, cert, revision=99, supersedes=one.id.hex(), invalid=7), NOW
+    )
+    view = tally_from_results(world.manifest, held([one, stolen]))
+    assert view["elections"][1]["invalid"] == 7
+    view = tally_from_results(world.manifest, held([one, stolen]), voided=[stolen.id])
+    assert view["elections"][1]["invalid"] == one.envelope.body.form.invalid  # type: ignore[union-attr]
+    assert view["elections"][1]["tps_accepted"] == 1
