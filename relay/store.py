@@ -38,8 +38,8 @@ from estafet.protocol.objects import (
     EndorsementBody,
     ReceiptBody,
     ResultBody,
-    decode_envelope,
     VoidBody,
+    decode_envelope,
 )
 
 from .blobs import BlobDir
