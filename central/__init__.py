@@ -19,7 +19,14 @@ Invariants: the core (everything but web.py) is synchronous and never reads the 
 is an argument. One logical write is one SQLite transaction.
 """
 
-from .authority import Authority, change_passphrase, init_central, load_authority, revoke
+from .authority import (
+    Authority,
+    change_passphrase,
+    init_central,
+    load_authority,
+    revoke,
+    void,
+)
 from .enroll import Enrollment, EnrollResult
 from .errors import (
     AuthorityError,
@@ -50,4 +57,5 @@ __all__ = [
     "load_authority",
     "load_manifest_file",
     "revoke",
+    "void",
 ]

@@ -39,6 +39,7 @@ from estafet.protocol.objects import (
     ManifestBody,
     RevocationBody,
     RevokedEntry,
+    VoidBody,
     decode_envelope,
 )
 
@@ -138,8 +139,12 @@ def revoke(
     key_id: bytes | None = None,
     reason: str,
     now: int,
+    since: int | None = None,
 ) -> Envelope:
     """Sign and store the next revocation list, adding one entry. Needs the root key in home.
+
+    ``since``: the stated compromise time; objects the key signed from then on are revoked,
+    earlier ones stand (default: ``now``).
 
     Feed the returned envelope to the running server's ``Central.ingest`` so it re-flags results
     and hands the list out; the list then travels through the mesh like any object.
@@ -160,7 +165,9 @@ def revoke(
     trust = TrustStore(root_public)
     current = _learn(trust, home / REVOCATION).body
     assert isinstance(current, RevocationBody)
-    entry = RevokedEntry(serial, key_id, reason, now)
+    if since is not None and since > now:
+        raise AuthorityError("the compromise time cannot be in the future")
+    entry = RevokedEntry(serial, key_id, reason, now, since)
     body = RevocationBody(current.version + 1, (*current.entries, entry))
     env = seal("revocation", body, root, now)
     _write(home / REVOCATION, env.encode())
@@ -235,3 +242,15 @@ def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def void(
+    authority: Authority, result: bytes, tps: str, election: str, reason: str, now: int
+) -> Envelope:
+    """An issuer-signed void of one result (issue 11, item 8); feed it to ``Central.ingest``."""
+    if len(result) != 32:
+        raise AuthorityError("a result id is 32 bytes (64 hex digits)")
+    if not reason or len(reason) > 500:
+        raise AuthorityError("a reason of 1..500 characters is required")
+    body = VoidBody(result, tps, election, reason)
+    return seal("void", body, authority.issuer_key, now, (authority.issuer_cert.encode(),))

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,7 @@ from estafet.central import (
     load_authority,
     load_manifest_file,
     revoke,
+    void,
 )
 from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
 from estafet.central.serve import open_central, store_issued, tls_context
@@ -34,6 +36,9 @@ from .common import (
     resolve_home,
     root_passphrase_option,
 )
+
+if TYPE_CHECKING:
+    from estafet.protocol.objects import Envelope
 
 DAY = 86_400
 
@@ -252,6 +257,13 @@ def central_status(home: Path | None, as_json: bool, passphrase_file: Path | Non
 @click.option("--serial", type=int, default=None, help="Certificate serial to revoke.")
 @click.option("--key", "key_hex", default=None, help="Key id (hex) to revoke.")
 @click.option("--reason", required=True, help="Why (shown to everyone who sees the list).")
+@click.option(
+    "--since",
+    type=int,
+    default=None,
+    help="Compromise time (unix seconds): objects the key signed from then on are revoked, "
+    "earlier ones stand (default: now).",
+)
 @passphrase_option
 @root_passphrase_option
 @friendly
@@ -260,6 +272,7 @@ def central_revoke(
     serial: int | None,
     key_hex: str | None,
     reason: str,
+    since: int | None,
     passphrase_file: Path | None,
     root_passphrase_file: Path | None,
 ) -> None:
@@ -274,25 +287,8 @@ def central_revoke(
     root_pw = get_root_passphrase(root_passphrase_file)
     pw = get_passphrase(passphrase_file, what="issuer key")
     now = int(time.time())
-    env = revoke(h, root_pw, serial=serial, key_id=kid, reason=reason, now=now)
-    node, c = open_central(h, pw, "127.0.0.1:0")
-    try:
-        c.ingest(env.encode(), now)
-        store_issued(node, c, now)  # receipts of results it flagged travel like any other
-        from estafet.relay.accept import accept_one
-
-        accept_one(
-            node.store.sync_db(),
-            node.trust,
-            env.encode(),
-            peer="",
-            origin="local",
-            scope="",
-            now=now,
-        )
-    finally:
-        node.store.close()
-        c.close()
+    env = revoke(h, root_pw, serial=serial, key_id=kid, reason=reason, now=now, since=since)
+    _publish(h, pw, env, now)
     body = env.body
     click.echo(
         f"revocation list version {getattr(body, 'version', '?')} signed; it travels "
@@ -322,3 +318,51 @@ def central_passphrase(home: Path | None, which: str) -> None:
     )
     change_passphrase(h, which, old, new)
     click.echo(f"{which}.key re-encrypted under its new passphrase")
+
+
+def _publish(h: Path, pw: str, env: Envelope, now: int) -> str:
+    """Ingest a KPU-signed object into central.db and the central node's store, so it and the
+    receipts of everything it changed travel like any other object. Returns its status."""
+    from estafet.relay.accept import accept_one
+
+    node, c = open_central(h, pw, "127.0.0.1:0")
+    try:
+        _, status = c.ingest(env.encode(), now)
+        store_issued(node, c, now)
+        accept_one(node.store.sync_db(), node.trust, env.encode(), peer="", origin="local",
+                   scope="", now=now)  # fmt: skip
+    finally:
+        node.store.close()
+        c.close()
+    return status
+
+
+@central.command("void")
+@home_option
+@click.option("--result", "result_hex", required=True, help="The result id (64 hex digits).")
+@click.option("--reason", required=True, help="Why (shown with the result to everyone).")
+@passphrase_option
+@friendly
+def central_void(
+    home: Path | None, result_hex: str, reason: str, passphrase_file: Path | None
+) -> None:
+    """Void one result: it is never counted, kept as evidence, and its receipt says voided."""
+    try:
+        rid = bytes.fromhex(result_hex)
+    except ValueError as exc:
+        raise click.BadParameter("must be hex", param_hint="--result") from exc
+    h = resolve_home(home)
+    pw = get_passphrase(passphrase_file, what="issuer key")
+    c = Central(h, load_authority(h, pw))
+    try:
+        target = c.db.result_key(rid)
+        auth = c.authority
+    finally:
+        c.close()
+    if target is None:
+        raise click.ClickException(f"no result {result_hex[:16]}... at this central server")
+    now = int(time.time())
+    env = void(auth, rid, target["tps"], target["election"], reason, now)
+    status = _publish(h, pw, env, now)
+    click.echo(f"void {env.id.hex()} {status}: result {result_hex[:16]}... "
+               f"(TPS {target['tps']} {target['election']}) is no longer counted")  # fmt: skip

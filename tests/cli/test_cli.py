@@ -684,3 +684,15 @@ def test_a_damaged_central_db_is_one_line_not_a_traceback(
     damage_table(db, "objects")
     line = refused(invoke("central", "status", "--home", home))
     assert "malformed" in line or "damaged" in line
+
+
+def test_void_of_an_unknown_result_is_one_line(central_home: CentralHome) -> None:
+    refused(
+        invoke("central", "void", "--home", central_home.home, "--result", "ab" * 32,
+               "--reason", "test"),
+        "no result",
+    )  # fmt: skip
+    refused(
+        invoke("central", "void", "--home", central_home.home, "--result", "zz", "--reason", "x"),
+        code=2,
+    )
