@@ -613,6 +613,7 @@ class CentralDB:
         self, since: int, *, client: str | None = None, code: bytes | None = None
     ) -> int:
         """Failures after ``since`` from one client block, or against one code."""
+        arg: str | bytes
         if client is not None:
             where, arg = "client = ?", client
         elif code is not None:

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from estafet.crypto.errors import VerifyError
-from estafet.crypto.keys import KEY_ID_BYTES, SigningKey, key_id
+from estafet.crypto.keys import SigningKey, key_id
 from estafet.crypto.trust import TrustStore
-from estafet.protocol.objects import CertificateBody
+from estafet.protocol.objects import KEY_ID_BYTES, CertificateBody
 
 from . import wire
 from .accept import accept_batch
