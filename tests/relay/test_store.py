@@ -13,7 +13,14 @@ import pytest
 
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore, Verified
-from estafet.protocol.objects import KINDS, LOG_GENESIS, Envelope, ReceiptBody, log_entry_hash
+from estafet.protocol.objects import (
+    KINDS,
+    LOG_GENESIS,
+    Envelope,
+    ReceiptBody,
+    VoidBody,
+    log_entry_hash,
+)
 from estafet.relay import store as store_mod
 from estafet.relay.errors import StoreFull
 from estafet.relay.store import Store, StoreDB
@@ -118,6 +125,7 @@ def test_objects_of_every_kind(env: Env) -> None:
         "receipt": env.receipt(res, "accepted", 1),
         "result": res,
         "endorsement": w.endorse(member, member_cert, res),
+        "void": seal("void", VoidBody(res.id, res.tps, res.election, "test"), w.root, w.now),
     }
     assert set(objects) == set(KINDS)
     for env_ in objects.values():
@@ -135,7 +143,7 @@ def test_objects_of_every_kind(env: Env) -> None:
     # scoping: a TPS phone's session includes global objects and its own TPS, not others
     tps_items = {i for _, i in env.sdb.items(TPS_A)}
     assert tps_items == {e.id for e in objects.values()}
-    tps_only = {"result", "receipt", "endorsement", "certificate"}  # region: the TPS
+    tps_only = {"result", "receipt", "endorsement", "certificate", "void"}  # region: the TPS
     assert {i for _, i in env.sdb.items(TPS_B)} == {
         e.id for k, e in objects.items() if k not in tps_only
     }
