@@ -52,7 +52,8 @@ DEFAULT_VALIDITY = 90 * DAY
 weeks) and the dispute period (filing and the court's ruling, about 45 working days), so a chair
 can sign a correction after a recount. Objects are judged by signing time inside this window and
 may arrive up to ``crypto.trust.ARRIVAL_GRACE`` (30 days) after it (issue 11, item 6). Change it
-per server with ``Central(valid_until=...)``, capped by the issuer certificate."""
+per server with ``central serve --cert-days`` (or a fixed end, ``Central(valid_until=...)``);
+always capped by the issuer certificate."""
 FIRST_DEVICE_SERIAL = 2
 MAX_CODES = 100_000
 
@@ -134,6 +135,8 @@ class Enrollment:
         self.client_limit = client_limit
         self.code_limit = code_limit
         self.window = window
+        self.validity = DEFAULT_VALIDITY
+        """Seconds a device certificate runs from enrollment (``central serve --cert-days``)."""
         self._salt = db.setting("enroll_salt", lambda: secrets.token_bytes(32))
 
     def code_hash(self, normalised: str) -> bytes:
@@ -269,7 +272,7 @@ class Enrollment:
 
     def _issue(self, row: dict[str, Any], public_key: bytes, now: int) -> Envelope:
         issuer = self._issuer_body()
-        not_after = min(self.valid_until or now + DEFAULT_VALIDITY, issuer.not_after)
+        not_after = min(self.valid_until or now + self.validity, issuer.not_after)
         if not_after <= now:
             raise AuthorityError("the issuer certificate or election window has ended")
         scope = row["tps"] or row["scope"]

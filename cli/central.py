@@ -177,6 +177,13 @@ def central_trust(home: Path | None) -> None:
     help="How much to log (JSON lines on stderr when it is not a terminal).",
 )
 @click.option(
+    "--cert-days",
+    type=click.IntRange(1, 365),
+    default=90,
+    show_default=True,
+    help="Days a device certificate runs from enrollment: cover the recap and dispute period.",
+)
+@click.option(
     "--trusted-proxy",
     "trusted_proxies",
     multiple=True,
@@ -190,6 +197,7 @@ def central_serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     log_level: str,
+    cert_days: int,
     trusted_proxies: tuple[str, ...],
     passphrase_file: Path | None,
 ) -> None:
@@ -209,6 +217,7 @@ def central_serve(
     async def main() -> None:
         node, c = open_central(h, pw, listen, tls=tls)
         c.trusted_proxies = proxies
+        c.enrollment.validity = cert_days * DAY
         scheme = "https" if tls else "http"
 
         def ready() -> None:

@@ -198,3 +198,10 @@ def test_enrolled_certificate_is_recorded(central: Central) -> None:
     central.enroll(code, key.public, NOW, "c")
     row = central.db.issued_label(key_id(key.public))
     assert row is not None and row["role"] == "kpps-member" and row["scope"] == TPS_B
+
+
+def test_certificate_validity_is_configurable(central: Central) -> None:
+    (code,) = codes_for(central, TPS_A)
+    central.enrollment.validity = 30 * DAY
+    cert = central.enroll(code, SigningKey.generate().public, NOW, "c").certificate.body
+    assert isinstance(cert, CertificateBody) and cert.not_after == NOW + 30 * DAY
