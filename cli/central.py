@@ -17,7 +17,7 @@ from estafet.central import (
     revoke,
 )
 from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
-from estafet.central.serve import open_central, store_issued, tls_context
+from estafet.central.serve import open_central, tls_context
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.home import parse_hostport
 
@@ -242,19 +242,12 @@ def central_revoke(
     env = revoke(h, pw, serial=serial, key_id=kid, reason=reason, now=now)
     node, c = open_central(h, pw, "127.0.0.1:0")
     try:
-        c.ingest(env.encode(), now)
-        store_issued(node, c, now)  # receipts of results it flagged travel like any other
-        from estafet.relay.accept import accept_one
+        from estafet.relay.accept import accept_batch
 
-        accept_one(
-            node.store.sync_db(),
-            node.trust,
-            env.encode(),
-            peer="",
-            origin="local",
-            scope="",
-            now=now,
-        )
+        # ingested into central.db, then stored with every receipt it issued (results it
+        # flagged) in the node store, so they travel like any other
+        accept_batch(node.store.sync_db(), node.trust, [env.encode()], peer="", origin="local",
+                     scope="", now=now, sink=node.sink)  # fmt: skip
     finally:
         node.store.close()
         c.close()

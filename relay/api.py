@@ -127,7 +127,7 @@ async def objects_put(request: web.Request) -> web.Response:
         origin="relayed",
         scope=node.scope,
         now=node.now(),
-        hook=node.hook,
+        sink=node.sink,
     )
     node.note_peer_contact(request)
     node.changed()
@@ -155,7 +155,7 @@ async def blobs_want(request: web.Request) -> web.Response:
     def want(sdb: StoreDB) -> list[list[object]]:
         out: list[list[object]] = []
         for sha in shas:
-            ref = sdb.photo(sha, node.hook is not None)
+            ref = sdb.photo(sha, node.sink.wants_every_photo)
             if ref is None or not ref[1] or sdb.has_blob(sha):
                 continue
             out.append([sha, sdb.blobs.partial_size(sha)])
@@ -210,7 +210,7 @@ def _retrieve(task: asyncio.Task[web.Response]) -> None:
 async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response:
     node = request.app[NODE]
     async with asyncio.timeout(HANDLER_DEADLINE):
-        ref = await node.store.read(StoreDB.photo, sha, node.hook is not None)
+        ref = await node.store.read(StoreDB.photo, sha, node.sink.wants_every_photo)
         if ref is None:
             raise web.HTTPForbidden(text="no result held here names this blob")
         total, wanted = ref

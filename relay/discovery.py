@@ -97,7 +97,7 @@ class Discovery:
             "role": n.role,
             "scope": n.scope,
             "fp": fp.hex(),
-            "up": "1" if n.stats.uplink_ok or n.hook is not None else "0",
+            "up": "1" if n.stats.uplink_ok or n.sink.reaches_centre else "0",
         }
 
     async def _start_mdns(self) -> None:

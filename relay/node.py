@@ -32,10 +32,11 @@ from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
 from estafet.protocol.reconcile import Reconciler, fingerprint
 
-from .accept import IngestHook, load_trust
+from .accept import load_trust
 from .api import make_app
 from .errors import BlobMismatch, ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
+from .sink import CARRIER, Sink
 from .store import Store, StoreDB
 from .stream import ReadAhead
 
@@ -95,14 +96,15 @@ class Node:
         key: SigningKey,
         root_public: bytes,
         *,
-        hook: IngestHook | None = None,
+        sink: Sink = CARRIER,
         role: str | None = None,
         clock: Callable[[], float] = time.time,
+        ssl_context: Any = None,
     ) -> None:
         self.home = Home(home)
         self.config = config
         self.key = key
-        self.hook = hook
+        self.sink = sink
         self.clock = clock
         self.trust = TrustStore(root_public)
         self.store: Store = Store.open(home, int(clock()), quota=config.quota_mb * 1024 * 1024)
@@ -123,9 +125,7 @@ class Node:
         self._stopping = False
         self._bad_noted: dict[tuple[str, str], float] = {}
         self.discovery: Any = None
-        self.ssl_context: Any = None
-        self.on_blob: Callable[[bytes, int], list[bytes]] | None = None
-        self.extra_routes: list[Callable[[web.Application], None]] = []
+        self.ssl_context = ssl_context
         self._load_identity()
 
     # --- identity -----------------------------------------------------------------------
@@ -143,7 +143,7 @@ class Node:
                 self.role = body.role
             if not self.scope and body.scope:
                 self.scope = body.scope[0]
-        if self.hook is not None:
+        if self.sink.reaches_centre:
             self.role = "central"
             self.scope = ""
 
@@ -216,7 +216,7 @@ class Node:
             "role": self.role,
             "scope": self.scope,
             "name": self.config.name,
-            "central_ok": self.stats.uplink_ok or self.hook is not None,
+            "central_ok": self.stats.uplink_ok or self.sink.reaches_centre,
             "fingerprint": await self.store_fingerprint(),
             "certificate": self.cert.encode() if self.cert else None,
         }
@@ -421,18 +421,9 @@ class Node:
         except BlobMismatch as exc:
             await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
             raise
-        if self.on_blob is not None:
-            await self.store.write(self._note_blob, sha)
+        if await self.store.write(self.sink.blob_arrived, sha, self.now()):
             self.changed()
         return total
-
-    def _note_blob(self, sdb: StoreDB, sha: bytes) -> None:
-        """Central role: tell the ingest a photo arrived; store the receipts it issues (a result
-        whose photos are now complete). Runs on the writer thread."""
-        assert self.on_blob is not None
-        now = self.now()
-        for raw in self.on_blob(sha, now):
-            sdb.put(self.trust.verify(raw, now), "local", None, now)
 
     # --- lifecycle --------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -447,12 +438,7 @@ class Node:
 
         host, port = parse_hostport(self.config.listen)
         app = make_app(self)
-        if self.hook is None:
-            from .recap import add_recap_routes
-
-            add_recap_routes(app)
-        for add in self.extra_routes:
-            add(app)
+        self.sink.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(
@@ -470,7 +456,7 @@ class Node:
         for p in self.config.peers:
             h, pt = parse_hostport(p)
             self.add_peer(f"http://{h}:{pt}", "static")
-        if self.config.central and self.hook is None:
+        if self.config.central and not self.sink.reaches_centre:
             central = self.add_peer(self.config.central.rstrip("/"), "central")
             central.is_central = True
         await self._load_known_peers()

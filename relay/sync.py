@@ -212,7 +212,7 @@ class SyncSession:
             origin="relayed",
             scope=node.scope,
             now=node.now(),
-            hook=node.hook,
+            sink=node.sink,
         )
         bad = [o for o in outcomes if o.status == "rejected"]
         self.report.pulled += sum(o.status == "stored" for o in outcomes)
