@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from aiohttp import web
 
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import TrustStore, Verified
@@ -21,9 +23,6 @@ from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import FETCH_PRIORITY, Envelope, decode_envelope
 
 from .store import StoreDB, in_scope, object_region
-
-if TYPE_CHECKING:
-    from .sink import Sink
 
 log = logging.getLogger("estafet.accept")
 
@@ -133,3 +132,40 @@ def _id_of(raw: bytes) -> bytes | None:
         return decode_envelope(raw).id
     except ProtocolError:
         return None
+
+
+class Sink(Protocol):
+    """The role of a node. Methods run on the store's writer thread unless said otherwise."""
+
+    @property
+    def reaches_centre(self) -> bool:
+        """True when this node is itself the centre (always advertised as central-reaching)."""
+        ...
+
+    @property
+    def wants_every_photo(self) -> bool:
+        """True when every photo of every held result is wanted, complete or not."""
+        ...
+
+    def accept(
+        self,
+        sdb: StoreDB,
+        trust: TrustStore,
+        raw: bytes,
+        *,
+        decoded: Envelope | None,
+        peer: str,
+        origin: str,
+        scope: str,
+        now: int,
+    ) -> Outcome:
+        """Take one object from outside (inside the batch's store transaction)."""
+        ...
+
+    def blob_arrived(self, sdb: StoreDB, sha256: bytes, now: int) -> bool:
+        """A photo blob was stored (hash checked). True when the store changed because of it."""
+        ...
+
+    def add_routes(self, app: web.Application) -> None:
+        """Add this role's HTTP routes to the node's app (event loop, before it starts)."""
+        ...

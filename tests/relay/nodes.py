@@ -8,10 +8,11 @@ from typing import Any
 
 from estafet.crypto.keys import SigningKey
 from estafet.protocol.objects import Envelope
+from estafet.relay.accept import Sink
 from estafet.relay.enrollment import Materials, install
 from estafet.relay.home import Home, NodeConfig
 from estafet.relay.node import Node
-from estafet.relay.sink import CARRIER, Sink
+from estafet.relay.sink import CARRIER
 from tests.kit import World
 
 _counter = itertools.count()
