@@ -87,15 +87,18 @@ class CentralSink:
     def catch_up(self, sdb: StoreDB) -> int:
         """Copy every receipt of the log past the node store's mark into the node store and
         move the mark, in one transaction. Returns how many were copied. Blocking."""
+        mark = int(sdb.get_meta(HWM) or -1)
+        rows = self.central.receipts_after(mark, CATCH_UP_BATCH)
+        if not rows:
+            return 0  # nothing new (two photos of three): no transaction, no fsync
         copied = 0
         with sdb.db.atomic():
-            mark = int(sdb.get_meta(HWM) or -1)
-            while rows := self.central.receipts_after(mark, CATCH_UP_BATCH):
+            while rows:
                 for index, raw in rows:
                     v = Verified(decode_envelope(raw), self._signer)
                     sdb.put(v, "local", None, v.envelope.created)
                     mark = index
                 copied += len(rows)
-            if copied:
-                sdb.set_meta(HWM, str(mark))
+                rows = self.central.receipts_after(mark, CATCH_UP_BATCH)
+            sdb.set_meta(HWM, str(mark))
         return copied

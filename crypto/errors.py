@@ -2,12 +2,14 @@
 
 ::
 
-    CryptoError                 root
+    CryptoError                 root of crypto/ (under EstafetError)
     ├── KeyFileError            a key file that cannot be opened (wrong passphrase, corrupt)
     └── VerifyError             an object that must not be trusted; ``reason`` is one of REASONS
 """
 
 from __future__ import annotations
+
+from estafet.protocol.errors import EstafetError
 
 REASONS = {
     "malformed": "the bytes are not a well-formed canonical object",
@@ -22,7 +24,7 @@ REASONS = {
 }
 
 
-class CryptoError(Exception):
+class CryptoError(EstafetError):
     """Root of every error raised by :mod:`estafet.crypto`."""
 
 
