@@ -11,6 +11,7 @@ Codemap::
     views.py          status and TPS-page views (read-only)
     metrics.py        Prometheus counters and gauges
     web.py            aiohttp routes: dashboard, TPS page, /api/status, /metrics, /v1/enroll
+    outbox.py         CentralSink: receipts from the ingest log into the node store
     serve.py          the central as a node on the /v1/ peer API
 
 The counting rule is :mod:`estafet.protocol.tally`; the HTML is :mod:`estafet.pages.dashboard`.
@@ -19,34 +20,8 @@ Invariants: the core (everything but web.py) is synchronous and never reads the 
 is an argument. One logical write is one SQLite transaction.
 """
 
-from .authority import Authority, init_central, load_authority, revoke
-from .enroll import Enrollment, EnrollResult
-from .errors import (
-    AuthorityError,
-    CentralError,
-    DatabaseError,
-    EnrollError,
-    LogError,
-    ManifestFileError,
-    UnknownTpsError,
-)
+from .authority import init_central, load_authority, revoke
 from .ingest import Central
 from .manifest_file import load_manifest_file
 
-__all__ = [
-    "Authority",
-    "AuthorityError",
-    "Central",
-    "CentralError",
-    "DatabaseError",
-    "EnrollError",
-    "EnrollResult",
-    "Enrollment",
-    "LogError",
-    "ManifestFileError",
-    "UnknownTpsError",
-    "init_central",
-    "load_authority",
-    "load_manifest_file",
-    "revoke",
-]
+__all__ = ["Central", "init_central", "load_authority", "load_manifest_file", "revoke"]

@@ -357,9 +357,8 @@ class Node:
         except OSError as exc:
             await self._runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        bound = self._runner.addresses  # (host, port, ...) of every listening socket
+        self.port = int(bound[0][1]) if bound else port
         self.http = self._client()
         for p in self.config.peers:
             h, pt = parse_hostport(p)
