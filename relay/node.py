@@ -322,16 +322,17 @@ class Node:
             return pos
         now = self.now()
 
-        def finish(sdb: StoreDB) -> None:  # fsync, hash, rename, then the row: one trip
+        def finish(sdb: StoreDB) -> bool:  # fsync, hash, rename, the row, the sink: one trip
             blobs.finish(sha, total)
-            sdb.add_blob(sha, total, now)
+            sdb.add_blob(sha, total, now)  # committed: the sink runs after, never instead
+            return self.sink.blob_arrived(sdb, sha, now)
 
         try:
-            await self.store.write(finish)
+            changed = await self.store.write(finish)
         except BlobMismatch as exc:
             await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
             raise
-        if await self.store.write(self.sink.blob_arrived, sha, self.now()):
+        if changed:
             self.changed()
         return total
 
