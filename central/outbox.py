@@ -78,7 +78,8 @@ class CentralSink:
         return replace(out, reason=done.status, receipt=done.receipt or out.receipt)
 
     def blob_arrived(self, sdb: StoreDB, sha256: bytes, now: int) -> bool:
-        self.central.note_blob(sha256, now)
+        if not self.central.note_blob(sha256, now):
+            return False  # no receipt issued (two photos of three); leftovers wait for the next
         return self.catch_up(sdb) > 0
 
     def add_routes(self, app: web.Application) -> None:
