@@ -52,6 +52,16 @@ def photo_bytes(tag: str, size: int = 2000, kind: str = "jpeg") -> bytes:
     return (head + body)[:size]
 
 
+def photo_files(tmp: Path, tag: str, size: int = 2000) -> list[Path]:
+    """Three photo files ``<tag>-1.jpg`` .. ``<tag>-3.jpg`` in ``tmp`` (for submit_result)."""
+    out = []
+    for i in (1, 2, 3):
+        p = tmp / f"{tag}-{i}.jpg"
+        p.write_bytes(photo_bytes(f"{tag}-{i}", size))
+        out.append(p)
+    return out
+
+
 def photo_refs(photos: list[bytes]) -> tuple[PhotoRef, ...]:
     out = []
     for i, data in enumerate(photos, 1):

@@ -21,7 +21,7 @@ import pytest
 from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
-from tests.kit import TPS_A, World, form_json, photo_bytes
+from tests.kit import TPS_A, World, form_json, photo_files
 from tests.relay.nodes import make_node
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,15 +58,6 @@ class CentralProcess:
         return await asyncio.wait_for(self.proc.wait(), 30) == -9
 
 
-def photos(tmp: Path, tag: str) -> list[Path]:
-    out = []
-    for i in (1, 2, 3):
-        p = tmp / f"{tag}-{i}.jpg"
-        p.write_bytes(photo_bytes(f"{tag}-{i}", 3000))
-        out.append(p)
-    return out
-
-
 def log_receipts(home: Path) -> dict[bytes, str]:
     """Receipt id -> status of every entry of the central ingest log, read from central.db."""
     with sqlite3.connect(home / "central.db") as db:
@@ -78,7 +69,7 @@ def log_receipts(home: Path) -> dict[bytes, str]:
 
 async def submit(node: Node, world: World, tmp: Path, tag: str, **form: object) -> bytes:
     sub = submit_result(node.store, node.key, world.root.public, form_json(**form),
-                        photos(tmp, tag), world.now)  # fmt: skip
+                        photo_files(tmp, tag, 3000), world.now)  # fmt: skip
     return sub.id
 
 

@@ -18,7 +18,7 @@ from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB, session_scope
 from estafet.relay.sync import SyncSession
-from tests.kit import TPS_A, World, form_json, photo_bytes
+from tests.kit import TPS_A, World, form_json, photo_files
 from tests.relay.nodes import make_node
 
 
@@ -100,15 +100,6 @@ def forge(raw: bytes) -> bytes:
     return dataclasses.replace(env, signature=sig).encode()
 
 
-def photos(tmp: Path, tag: str) -> list[Path]:
-    out = []
-    for i in (1, 2, 3):
-        p = tmp / f"{tag}-{i}.jpg"
-        p.write_bytes(photo_bytes(f"{tag}-{i}", 5000))
-        out.append(p)
-    return out
-
-
 def two_nodes(tmp: Path) -> tuple[World, Node, Node]:
     world = World()
     phone = make_node(world, tmp, "chair", role="kpps-chair", scope=(TPS_A,))
@@ -121,9 +112,9 @@ async def test_a_session_moves_results_and_photos_both_ways_without_sockets(
 ) -> None:
     world, phone, relay = two_nodes(tmp_path)
     mine = submit_result(phone.store, phone.key, world.root.public, form_json("bupati"),
-                         photos(tmp_path, "b"), world.now)  # fmt: skip
+                         photo_files(tmp_path, "b"), world.now)  # fmt: skip
     theirs = submit_result(relay.store, relay.key, world.root.public, form_json("gubernur"),
-                           photos(tmp_path, "g"), world.now)  # fmt: skip
+                           photo_files(tmp_path, "g"), world.now)  # fmt: skip
     peer = phone.add_peer("mem://relay", "manual")
     report = await SyncSession(phone, peer, MemoryPeer(relay)).run()
     assert report.ok, report.error
@@ -142,7 +133,7 @@ async def test_a_session_moves_results_and_photos_both_ways_without_sockets(
 async def test_a_peer_serving_forged_objects_is_penalised(tmp_path: Path) -> None:
     world, phone, relay = two_nodes(tmp_path)
     forged = submit_result(relay.store, relay.key, world.root.public, form_json("bupati"),
-                           photos(tmp_path, "b"), world.now)  # fmt: skip
+                           photo_files(tmp_path, "b"), world.now)  # fmt: skip
     fake = MemoryPeer(relay)
     fake.tamper = True
     peer = phone.add_peer("mem://relay", "manual")
