@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from estafet.central.authority import Authority
 from estafet.central.ingest import Central
+from estafet.central.outbox import CentralSink
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import ResultBody, RevocationBody, decode_envelope, signing_message
@@ -118,7 +119,8 @@ def put_path(world: World, raws: list[bytes], tmp: Path, photos: bool) -> float:
     central = Central(home, auth)
     config = NodeConfig(listen="127.0.0.1:0", mdns=False, beacon=False, scope="",
                         name="KPU central")  # fmt: skip
-    node = Node(home / "node", config, auth.issuer_key, world.root.public, hook=central.ingest)
+    sink = CentralSink(central, lambda app: None)
+    node = Node(home / "node", config, auth.issuer_key, world.root.public, sink=sink)
     sdb = node.store.sync_db()
     for env in (auth.revocation_env, auth.issuer_cert, auth.manifest_env):
         accept_batch(sdb, node.trust, [env.encode()], peer="", origin="local", scope="",
@@ -134,12 +136,12 @@ def put_path(world: World, raws: list[bytes], tmp: Path, photos: bool) -> float:
         for i in range(0, len(raws), BATCH):
             out = accept_batch(sdb, node.trust, raws[i : i + BATCH], peer="gateway",
                                origin="relayed", scope="", now=world.now,
-                               hook=central.ingest)  # fmt: skip
+                               sink=sink)  # fmt: skip
             assert all(o.status == "stored" and o.receipt for o in out), out[:1]
             if photos:
                 for three in shas[i : i + BATCH]:
                     for sha in three:
-                        central.note_blob(sha, world.now)
+                        sink.blob_arrived(sdb, sha, world.now)
         rate = len(raws) / (time.perf_counter() - t0)
         assert sdb.counts()["objects"] >= 2 * len(raws)
         return rate

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
 from estafet.crypto.trust import TrustStore
+from estafet.demo.forms import example_form
 from estafet.protocol.form import check_form, parse_form
 from estafet.protocol.manifest import Election, Manifest, Tps
 from estafet.protocol.objects import ResultBody, decode_envelope, signing_message
@@ -69,25 +70,7 @@ def world() -> dict[str, Any]:
         issuer, subject=chair.public, role="kpps-chair", scope=(TPS,), elections=("bupati",),
         serial=2, **window,
     )  # fmt: skip
-    form = parse_form(
-        {
-            "election": "bupati",
-            "tps": TPS,
-            "voters": {"dpt": {"m": 120, "f": 131}},
-            "turnout": {
-                "dpt": {"m": 100, "f": 110},
-                "dptb": {"m": 2, "f": 1},
-                "dpk": {"m": 1, "f": 0},
-            },
-            "ballots": {"received": 257, "used": 214, "damaged": 1, "unused": 42},
-            "disabled": {"m": 1, "f": 0},
-            "votes": {"1": 101, "2": 80, "3": 23},
-            "valid": 204,
-            "invalid": 10,
-            "revision": 0,
-            "supersedes": None,
-        }
-    )
+    form = parse_form(example_form("bupati", TPS))
     bad, warn = check_form(form, manifest)
     assert not bad
     photos = tuple(

@@ -27,6 +27,7 @@ from estafet.central.manifest_file import load_manifest_file
 from estafet.crypto.keyfile import plain_key
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
+from estafet.demo.forms import example_form
 from estafet.demo.run import data_dir
 from estafet.protocol.form import check_form, parse_form
 from estafet.protocol.manifest import Manifest
@@ -52,23 +53,6 @@ def seeded_key(label: str) -> SigningKey:
 
 def kotabaru_manifest() -> Manifest:
     return load_manifest_file(data_dir() / "elections.toml")
-
-
-def form_json(election: str, tps: str) -> dict[str, Any]:
-    votes = {"1": 101, "2": 80, "3": 23} if election == "bupati" else {"1": 120, "2": 84}
-    return {
-        "election": election,
-        "tps": tps,
-        "voters": {"dpt": {"m": 120, "f": 131}},
-        "turnout": {"dpt": {"m": 100, "f": 110}, "dptb": {"m": 2, "f": 1}, "dpk": {"m": 1, "f": 0}},
-        "ballots": {"received": 257, "used": 214, "damaged": 1, "unused": 42},
-        "disabled": {"m": 1, "f": 0},
-        "votes": votes,
-        "valid": 204,
-        "invalid": 10,
-        "revision": 0,
-        "supersedes": None,
-    }
 
 
 def photo(tag: str, size: int = PHOTO_BYTES) -> bytes:
@@ -127,7 +111,7 @@ class World:
             photos = [photo(f"{tps}-{election}-{i}") for i in (1, 2, 3)]
         elif not photos:
             photos = [photo(f"{tps}-{election}-{i}", 1000) for i in (1, 2, 3)]
-        form = parse_form(form_json(election, tps))
+        form = parse_form(example_form(election, tps))
         _, warn = check_form(form, self.manifest)
         refs = tuple(PhotoRef(i, hashlib.sha256(p).digest(), len(p), "jpeg")
                      for i, p in enumerate(photos, 1))  # fmt: skip

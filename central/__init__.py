@@ -11,6 +11,7 @@ Codemap::
     views.py          status and TPS-page views (read-only)
     metrics.py        Prometheus counters and gauges
     web.py            aiohttp routes: dashboard, TPS page, /api/status, /metrics, /v1/enroll
+    outbox.py         CentralSink: receipts from the ingest log into the node store
     serve.py          the central as a node on the /v1/ peer API
 
 The counting rule is :mod:`estafet.protocol.tally`; the HTML is :mod:`estafet.pages.dashboard`.

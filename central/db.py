@@ -427,6 +427,13 @@ class CentralDB:
             yield from rows
             last = rows[-1]["idx"]
 
+    def receipts_after(self, index: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.db.execute(
+            "SELECT log_idx, raw FROM receipts WHERE log_idx > ? ORDER BY log_idx LIMIT ?",
+            (index, limit),
+        ).fetchall()
+        return [(int(i), bytes(raw)) for i, raw in rows]
+
     def latest_receipt(self, oid: bytes) -> bytes | None:
         row = self._one(
             "SELECT raw FROM receipts WHERE object = ? ORDER BY log_idx DESC LIMIT 1", (oid,)

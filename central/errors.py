@@ -2,7 +2,8 @@
 
 ::
 
-    CentralError                 root: anything the central server refuses or cannot do
+    CentralError                 anything the central server refuses or cannot do (under
+                                 estafet.protocol.errors.EstafetError)
     ├── ManifestFileError        the KPU's manifest files (TOML + CSV) cannot be used
     ├── AuthorityError           the authority home (keys, certificates) is missing or unusable
     ├── EnrollError              an enrollment request is refused; ``reason`` is in ENROLL_REASONS
@@ -17,6 +18,8 @@ here with ``raise ... from exc`` so callers catch one root.
 
 from __future__ import annotations
 
+from estafet.protocol.errors import EstafetError
+
 ENROLL_REASONS = {
     "unknown-code": "no such enrollment code (mistyped, or never issued)",
     "expired": "the enrollment code expired; ask the KPU for a new one",
@@ -27,7 +30,7 @@ ENROLL_REASONS = {
 }
 
 
-class CentralError(Exception):
+class CentralError(EstafetError):
     """Root of every error raised by :mod:`estafet.central`."""
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,16 @@ HELD_REASON = "supersedes a result not received yet: held, not counted, until it
 """Ingest status of an object refused only for time or manifest version (issue 11, item 6)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What one ingest did: the object's latest receipt and status, and the verified object
+    (None when it did not verify, or was not processed: malformed, a receipt, a duplicate)."""
+
+    receipt: bytes | None
+    status: str
+    verified: Verified | None = None
+
+
 class Central:
     """The central server's state: central.db in ``home`` plus the authority's keys."""
 
@@ -98,19 +109,10 @@ class Central:
         self.db = CentralDB(self.home / DB_FILE)
         self.stats = Stats()
         self.enrollment = Enrollment(self.db, authority, valid_until=valid_until)
-        self._issued: list[bytes] = []
         self.trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
         """Reverse proxies whose X-Forwarded-For the enroll route believes (``central serve
         --trusted-proxy``); empty: the TCP peer is the client."""
         self._relearn()
-
-    def take_issued(self) -> list[bytes]:
-        """Every receipt issued since the last call, the pushed object's own and those of other
-        objects whose status it changed (a conflict, a superseded revision, a revoked signer):
-        the central node stores them all, so each travels back to the devices carrying its
-        object, not only the pushed object's own receipt."""
-        out, self._issued = self._issued, []
-        return out
 
     def close(self) -> None:
         self.db.close()
@@ -135,19 +137,23 @@ class Central:
     # --- ingest -------------------------------------------------------------------------------
     def ingest(self, raw: bytes, now: int) -> tuple[bytes | None, str]:
         """Verify, store and log one pushed object; return (receipt bytes, status)."""
+        done = self.ingest_verified(raw, now)
+        return done.receipt, done.status
+
+    def ingest_verified(self, raw: bytes, now: int) -> Ingested:
+        """:meth:`ingest`, also handing back the verified object (verified once, here)."""
         with self.db.lock:
-            self._issued.clear()  # left by a write that failed (rolled back): never handed out
             self.refresh_trust()
             self.stats.bytes += len(raw)
             env, oid, error = self._decode(raw)
             if oid is None:
                 self.stats.received("unknown", "malformed")
                 self.stats.failed("malformed")
-                return None, "malformed"
+                return Ingested(None, "malformed")
             kind = env.kind if env is not None else ""
             if kind == "receipt":
                 self.stats.received(kind, "ignored")
-                return None, "ignored"
+                return Ingested(None, "ignored")
             known = self.db.object_state(oid)
             if known is not None and (known["status"] != "rejected" or known["verified"]):
                 return self._duplicate(oid, kind, known["status"])
@@ -160,7 +166,7 @@ class Central:
                     self.stats.failed(exc.reason)
                     if not exc.final:  # time or manifest version only: no row, no final receipt
                         self.stats.received(kind, NOT_FINAL)
-                        return None, NOT_FINAL
+                        return Ingested(None, NOT_FINAL)
             else:
                 self.stats.failed("malformed")
             if known is not None and verified is None:
@@ -175,7 +181,7 @@ class Central:
             state = self.db.object_state(oid)
             assert state is not None
             self.stats.received(kind or "unknown", state["status"])
-            return self.db.latest_receipt(oid), state["status"]
+            return Ingested(self.db.latest_receipt(oid), state["status"], verified)
 
     @staticmethod
     def _decode(raw: bytes) -> tuple[Envelope | None, bytes | None, str]:
@@ -198,10 +204,10 @@ class Central:
             "verified": int(ok),
         }
 
-    def _duplicate(self, oid: bytes, kind: str, status: str) -> tuple[bytes | None, str]:
+    def _duplicate(self, oid: bytes, kind: str, status: str) -> Ingested:
         self.stats.duplicates += 1
         self.stats.received(kind or "unknown", "duplicate")
-        return self.db.latest_receipt(oid), status
+        return Ingested(self.db.latest_receipt(oid), status)
 
     def _handle(self, v: Verified, now: int) -> None:
         if v.kind == "result":
@@ -243,7 +249,6 @@ class Central:
         }
         self.db.append_log(entry, receipt.id, receipt.encode())
         self.db.set_status(oid, status, reason)
-        self._issued.append(receipt.encode())
 
     # --- per kind -----------------------------------------------------------------------------
     def _revoked(self, v: Verified, now: int) -> bool:
@@ -429,6 +434,12 @@ class Central:
                 )
 
     # --- queries ------------------------------------------------------------------------------
+    def receipts_after(self, index: int, limit: int = 1000) -> list[tuple[int, bytes]]:
+        """(log index, receipt bytes) of the log entries after ``index``, in order: the one
+        outbox from which the central node takes every receipt it serves."""
+        with self.db.lock:
+            return self.db.receipts_after(index, limit)
+
     def receipt_for(self, object_id: bytes) -> bytes | None:
         """The latest receipt issued for ``object_id``."""
         with self.db.lock:
@@ -442,7 +453,6 @@ class Central:
         if len(sha256) != 32:
             raise ValueError("a blob is named by its 32-byte SHA-256")
         out: list[bytes] = []
-        self._issued.clear()  # left by a write that failed (rolled back): never handed out
         with self.db.write():
             self.db.add_blob(sha256)
             for r in self.db.results_naming(sha256):

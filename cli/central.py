@@ -20,7 +20,7 @@ from estafet.central import (
     void,
 )
 from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
-from estafet.central.serve import open_central, store_issued, tls_context
+from estafet.central.serve import open_central, tls_context
 from estafet.central.web import parse_proxies
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.enrollment import format_fingerprint
@@ -332,18 +332,18 @@ def central_passphrase(home: Path | None, which: str) -> None:
 def _publish(h: Path, pw: str, env: Envelope, now: int) -> str:
     """Ingest a KPU-signed object into central.db and the central node's store, so it and the
     receipts of everything it changed travel like any other object. Returns its status."""
-    from estafet.relay.accept import accept_one
+    from estafet.relay.accept import accept_batch
 
     node, c = open_central(h, pw, "127.0.0.1:0")
     try:
-        _, status = c.ingest(env.encode(), now)
-        store_issued(node, c, now)
-        accept_one(node.store.sync_db(), node.trust, env.encode(), peer="", origin="local",
-                   scope="", now=now)  # fmt: skip
+        # ingested into central.db (the only source of receipts), then stored with every
+        # receipt it issued in the node store, so they travel like any other object
+        [done] = accept_batch(node.store.sync_db(), node.trust, [env.encode()], peer="",
+                              origin="local", scope="", now=now, sink=node.sink)  # fmt: skip
     finally:
         node.store.close()
         c.close()
-    return status
+    return done.reason or done.status
 
 
 @central.command("void")

@@ -12,9 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from estafet.crypto.errors import CryptoError
-from estafet.protocol.errors import FormError, ProtocolError
-from estafet.relay.errors import RelayError
+from estafet.protocol.errors import EstafetError, FormError
 from estafet.relay.home import default_home
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,7 +102,7 @@ def friendly(f: F) -> F:
             raise click.ClickException(
                 f"the form breaks {len(exc.violations)} rule(s); nothing was signed"
             ) from exc
-        except (RelayError, ProtocolError, CryptoError) as exc:
+        except EstafetError as exc:  # the one root of every library error
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
@@ -114,13 +112,6 @@ def friendly(f: F) -> F:
                 f"the database is unusable ({exc}): is the disk full, or the file damaged? "
                 "Free space, or restore the home from its backup"
             ) from exc
-        except Exception as exc:
-            # the central server's errors: imported here so a phone never loads that package
-            from estafet.central.errors import CentralError
-
-            if isinstance(exc, CentralError):
-                raise click.ClickException(str(exc)) from exc
-            raise
 
     return wrapper  # type: ignore[return-value]
 

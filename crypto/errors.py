@@ -2,12 +2,14 @@
 
 ::
 
-    CryptoError                 root
+    CryptoError                 root of crypto/ (under EstafetError)
     ├── KeyFileError            a key file that cannot be opened (wrong passphrase, corrupt)
     └── VerifyError             an object that must not be trusted; ``reason`` is one of REASONS
 """
 
 from __future__ import annotations
+
+from estafet.protocol.errors import EstafetError
 
 REASONS = {
     "malformed": "the bytes are not a well-formed canonical object",
@@ -30,7 +32,7 @@ They are not the sender's fault: a relay must not penalise the peer that passed 
 and the central must not give it a final receipt. The object may verify elsewhere or later."""
 
 
-class CryptoError(Exception):
+class CryptoError(EstafetError):
     """Root of every error raised by :mod:`estafet.crypto`."""
 
 

@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .forms import plausible_form
+
 PASSPHRASE = "demo-passphrase-not-secret"  # noqa: S105 - a demo on loopback, by design
 PACE = {"fast": 0.5, "normal": 1.0, "slow": 3.0}
 
@@ -69,39 +71,6 @@ def make_png(seed: str, width: int = 480, height: int = 360) -> bytes:
         + chunk(b"IDAT", zlib.compress(bytes(rows), 1))
         + chunk(b"IEND", b"")
     )
-
-
-def demo_form(election: str, tps: str, ballots: list[int], i: int) -> dict[str, Any]:
-    """A plausible, rule-abiding C.Hasil for TPS number ``i``."""
-    dpt_m, dpt_f = 110 + i * 3, 120 + i * 2
-    t_m, t_f = dpt_m - 15, dpt_f - 12
-    turnout = t_m + t_f + 3
-    invalid = 4 + i % 3
-    valid = turnout - invalid
-    votes, left = {}, valid
-    for j, b in enumerate(ballots):
-        share = left if j == len(ballots) - 1 else valid * (45 - 12 * j + i) // 100
-        votes[str(b)] = share
-        left -= share
-    received = dpt_m + dpt_f + 6
-    return {
-        "election": election,
-        "tps": tps,
-        "voters": {"dpt": {"m": dpt_m, "f": dpt_f}},
-        "turnout": {"dpt": {"m": t_m, "f": t_f}, "dptb": {"m": 2, "f": 1}, "dpk": {"m": 0, "f": 0}},
-        "ballots": {
-            "received": received,
-            "used": turnout,
-            "damaged": 1,
-            "unused": received - turnout - 1,
-        },
-        "disabled": {"m": 1, "f": 0},
-        "votes": votes,
-        "valid": valid,
-        "invalid": invalid,
-        "revision": 0,
-        "supersedes": None,
-    }
 
 
 def pick_tps(n: int) -> list[str]:
@@ -290,7 +259,7 @@ class Demo:
         for i, (ph, tps) in enumerate(zip(self.phones, self.tps, strict=True)):
             for election, nums in ballots.items():
                 form = ph.home / f"{election}.json"
-                form.write_text(json.dumps(demo_form(election, tps, nums, i)))
+                form.write_text(json.dumps(plausible_form(election, tps, nums, i)))
                 photos = []
                 for sheet in (1, 2, 3):
                     f = ph.home / f"{election}-sheet{sheet}.png"

@@ -1,14 +1,21 @@
-"""The exception tree of :mod:`estafet.protocol`.
+"""The exception tree of :mod:`estafet.protocol`, and the root of every library error.
 
 ::
 
-    ProtocolError                 root: anything protocol/ refuses
-    ├── DecodeError               untrusted bytes that are malformed, oversized or non-canonical
-    │   └── BudgetError           more elements or deeper nesting than the budget (refused before
-    │                             anything is built)
-    ├── SchemaError               well-formed bytes whose content has the wrong shape
-    ├── FormError                 a result form that breaks hard rules (carries the violations)
-    └── ManifestError             an election manifest that cannot be used
+    EstafetError                  root of every error the library raises (the CLI translates it)
+    ├── ProtocolError             anything protocol/ refuses
+    │   ├── DecodeError           untrusted bytes that are malformed, oversized or non-canonical
+    │   │   └── BudgetError       more elements or deeper nesting than the budget (refused before
+    │   │                         anything is built)
+    │   ├── SchemaError           well-formed bytes whose content has the wrong shape
+    │   ├── FormError             a result form that breaks hard rules (carries the violations)
+    │   ├── ManifestError         an election manifest that cannot be used
+    │   └── ReconcileError        a malformed or hostile reconciliation message (reconcile.py)
+    ├── CryptoError               see estafet.crypto.errors
+    ├── RelayError                see estafet.relay.errors
+    └── CentralError              see estafet.central.errors
+
+Every layer imports downward, so the root lives here, at the bottom.
 
 Errors carry fields so callers can show or log them without parsing messages.
 """
@@ -18,7 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-class ProtocolError(Exception):
+class EstafetError(Exception):
+    """Root of every error raised by the estafet library."""
+
+
+class ProtocolError(EstafetError):
     """Root of every error raised by :mod:`estafet.protocol`."""
 
 

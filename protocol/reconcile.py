@@ -74,6 +74,8 @@ from heapq import merge
 from itertools import accumulate, islice
 from operator import itemgetter
 
+from .errors import ProtocolError
+
 __all__ = ["ID_SIZE", "MAX_TIMESTAMP", "Limits", "ReconcileError", "Reconciler", "fingerprint"]
 
 VERSION = 0x01
@@ -103,7 +105,7 @@ Piece = tuple[Bound, Bound, int, bytes]  # lower, upper, mode, payload: one rang
 Parsed = tuple[Bound, Bound, int, int, int, list[bytes], bytes]  # lower, upper, lo, hi, mode...
 
 
-class ReconcileError(Exception):
+class ReconcileError(ProtocolError):
     """Malformed or hostile reconciliation message."""
 
 

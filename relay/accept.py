@@ -11,8 +11,11 @@ reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
 
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import TrustStore, Verified
@@ -22,9 +25,6 @@ from estafet.protocol.objects import FETCH_PRIORITY, Envelope, decode_envelope
 from .store import StoreDB, in_scope, object_region
 
 log = logging.getLogger("estafet.accept")
-
-IngestHook = Callable[[bytes, int], "tuple[bytes | None, str]"]
-"""The central server's hook: given raw object bytes and now, returns (receipt bytes, status)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +68,11 @@ def accept_batch(
     origin: str,
     scope: str,
     now: int,
-    hook: IngestHook | None = None,
+    sink: Sink | None = None,
 ) -> list[Outcome]:
-    """Verify and store ``raws``; see the module docstring. Blocking (writer thread)."""
+    """Verify and store ``raws`` (through ``sink``: a device's when None); see the module
+    docstring. Blocking (writer thread)."""
+    accept = accept_one if sink is None else sink.accept
     envs = [_decoded(raw) for raw in raws]  # decoded once, for the order and the verification
     order = sorted(range(len(raws)), key=lambda i: _priority_of(envs[i]))
     out: list[Outcome | None] = [None] * len(raws)
@@ -79,8 +81,8 @@ def accept_batch(
     # The caller answers (or marks objects held) only after this returns, i.e. after the commit.
     with sdb.db.atomic():
         for i in order:
-            out[i] = accept_one(
-                sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now, hook=hook,
+            out[i] = accept(
+                sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
                 decoded=envs[i],
             )  # fmt: skip
     return [o for o in out if o is not None]
@@ -95,37 +97,37 @@ def accept_one(
     origin: str,
     scope: str,
     now: int,
-    hook: IngestHook | None = None,
     decoded: Envelope | None = None,
 ) -> Outcome:
     """Verify and store one object. ``decoded``: ``raw`` already decoded (saves a decode)."""
-    receipt: bytes | None = None
-    status = ""
-    if hook is not None:
-        receipt, status = hook(raw, now)
-        if receipt is not None:
-            _store_receipt(sdb, trust, receipt, now)
     try:
         v: Verified = trust.verify(raw if decoded is None else decoded, now, allow_revoked=True)
     except VerifyError as exc:
         oid = _id_of(raw)
         sdb.event(now, "warning", peer, f"rejected {exc.reason}: {exc.detail}", oid)
         log.warning("rejected object from %s: %s", peer or "local", exc)
-        return Outcome(oid, "rejected", str(exc), receipt, final=exc.final)
+        return Outcome(oid, "rejected", str(exc), final=exc.final)
     region = object_region(v)
-    if hook is None and not in_scope(region, scope):
+    if not in_scope(region, scope):
         return Outcome(v.id, "out-of-scope", f"{region} is outside this node's scope {scope}")
+    return store_verified(sdb, trust, v, origin=origin, peer=peer, now=now)
+
+
+def store_verified(
+    sdb: StoreDB,
+    trust: TrustStore,
+    v: Verified,
+    *,
+    origin: str,
+    peer: str,
+    now: int,
+    reason: str = "",
+) -> Outcome:
+    """Store an object that verified; learn it if it is a trust object."""
     stored = sdb.put(v, origin, peer or None, now)
     if stored.new and v.kind in ("certificate", "manifest", "revocation"):
         trust.learn(v)
-    if receipt is None:
-        receipt = sdb.receipt_raw(v.id)
-    return Outcome(v.id, "stored" if stored.new else "duplicate", status, receipt)
-
-
-def _store_receipt(sdb: StoreDB, trust: TrustStore, raw: bytes, now: int) -> None:
-    v = trust.verify(raw, now)
-    sdb.put(v, "local", None, now)
+    return Outcome(v.id, "stored" if stored.new else "duplicate", reason, sdb.receipt_raw(v.id))
 
 
 def _id_of(raw: bytes) -> bytes | None:
@@ -133,3 +135,40 @@ def _id_of(raw: bytes) -> bytes | None:
         return decode_envelope(raw).id
     except ProtocolError:
         return None
+
+
+class Sink(Protocol):
+    """The role of a node. Methods run on the store's writer thread unless said otherwise."""
+
+    @property
+    def reaches_centre(self) -> bool:
+        """True when this node is itself the centre (always advertised as central-reaching)."""
+        ...
+
+    @property
+    def wants_every_photo(self) -> bool:
+        """True when every photo of every held result is wanted, complete or not."""
+        ...
+
+    def accept(
+        self,
+        sdb: StoreDB,
+        trust: TrustStore,
+        raw: bytes,
+        *,
+        decoded: Envelope | None,
+        peer: str,
+        origin: str,
+        scope: str,
+        now: int,
+    ) -> Outcome:
+        """Take one object from outside (inside the batch's store transaction)."""
+        ...
+
+    def blob_arrived(self, sdb: StoreDB, sha256: bytes, now: int) -> bool:
+        """A photo blob was stored (hash checked). True when the store changed because of it."""
+        ...
+
+    def add_routes(self, app: web.Application) -> None:
+        """Add this role's HTTP routes to the node's app (event loop, before it starts)."""
+        ...

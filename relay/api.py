@@ -20,24 +20,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from estafet.crypto.trust import TrustStore
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 
 from . import wire
-from .accept import accept_batch
-from .errors import BlobMismatch, StoreError, StoreFull
-from .store import StoreDB, session_scope
+from .accept import Sink, accept_batch
+from .errors import BlobMismatch, StoreFull
+from .peers import PeerTable
+from .store import Store, StoreDB, session_scope
 
-if TYPE_CHECKING:
-    from .node import Node
+
+class Served(Protocol):
+    """What the handlers need of the node serving them (:class:`~.node.Node` is one)."""
+
+    store: Store
+    trust: TrustStore
+    scope: str
+    sink: Sink
+    peers: PeerTable
+
+    def now(self) -> int: ...
+
+    def changed(self) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
+
+    async def info(self) -> dict[str, Any]: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+    async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler: ...
+
+    def note_bad_request(self, peer: str, path: str, remote: str | None, reason: str) -> None: ...
+
+    async def receive_blob(
+        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
+    ) -> int: ...
+
 
 log = logging.getLogger("estafet.api")
-NODE: web.AppKey[Node] = web.AppKey("node")
+NODE: web.AppKey[Served] = web.AppKey("node")
 READ_TIMEOUT = 30.0
 CHUNK_TIMEOUT = 20.0
 HANDLER_DEADLINE = 300.0
@@ -74,12 +102,12 @@ async def guard(
         async with asyncio.timeout(HANDLER_DEADLINE):
             return await handler(request)
     except web.HTTPRequestEntityTooLarge as exc:
-        node.note_bad_request(request, f"body too large: {exc.text}")
+        _bad(node, request, f"body too large: {exc.text}")
         raise
     except web.HTTPException:
         raise
     except (wire.WireError, ProtocolError, ReconcileError) as exc:
-        node.note_bad_request(request, str(exc))
+        _bad(node, request, str(exc))
         return _error(400, str(exc))
     except TimeoutError:
         return _error(408, "request took too long")
@@ -89,6 +117,17 @@ async def guard(
 
 def _peer_label(request: web.Request) -> str:
     return request.headers.get("X-Estafet-Node", "")[:64] or f"addr:{request.remote}"
+
+
+def _bad(node: Served, request: web.Request, reason: str) -> None:
+    node.note_bad_request(_peer_label(request), request.path, request.remote, reason)
+
+
+def _contact(node: Served, request: web.Request) -> None:
+    """Remember the peer that called (its key and listening port, from the headers)."""
+    h = request.headers
+    node.peers.contact(h.get("X-Estafet-Node", ""), h.get("X-Estafet-Listen", ""),
+                       request.remote, h.get("X-Estafet-Central-OK") == "1")  # fmt: skip
 
 
 async def info(request: web.Request) -> web.Response:
@@ -102,7 +141,7 @@ async def reconcile(request: web.Request) -> web.Response:
     msg = await _body(request, 512 * 1024)
     rec = await node.reconciler(scope)
     reply = await asyncio.get_running_loop().run_in_executor(None, rec.respond, msg)
-    node.note_peer_contact(request)
+    _contact(node, request)
     return web.Response(body=reply, content_type="application/octet-stream")
 
 
@@ -127,9 +166,9 @@ async def objects_put(request: web.Request) -> web.Response:
         origin="relayed",
         scope=node.scope,
         now=node.now(),
-        hook=node.hook,
+        sink=node.sink,
     )
-    node.note_peer_contact(request)
+    _contact(node, request)
     node.changed()
     results = [{"id": o.id, "status": o.status, "reason": o.reason[:300]} for o in outcomes]
     receipts = [o.receipt for o in outcomes if o.receipt is not None]
@@ -155,7 +194,7 @@ async def blobs_want(request: web.Request) -> web.Response:
     def want(sdb: StoreDB) -> list[list[object]]:
         out: list[list[object]] = []
         for sha in shas:
-            ref = sdb.photo(sha, node.hook is not None)
+            ref = sdb.photo(sha, node.sink.wants_every_photo)
             if ref is None or not ref[1] or sdb.has_blob(sha):
                 continue
             out.append([sha, sdb.blobs.partial_size(sha)])
@@ -210,7 +249,7 @@ def _retrieve(task: asyncio.Task[web.Response]) -> None:
 async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response:
     node = request.app[NODE]
     async with asyncio.timeout(HANDLER_DEADLINE):
-        ref = await node.store.read(StoreDB.photo, sha, node.hook is not None)
+        ref = await node.store.read(StoreDB.photo, sha, node.sink.wants_every_photo)
         if ref is None:
             raise web.HTTPForbidden(text="no result held here names this blob")
         total, wanted = ref
@@ -232,7 +271,7 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(await node.status())
 
 
-def make_app(node: Node) -> web.Application:
+def make_app(node: Served) -> web.Application:
     app = web.Application(client_max_size=wire.MAX_BODY, middlewares=[guard])
     app[NODE] = node
     app.router.add_get("/v1/info", info)
@@ -245,6 +284,3 @@ def make_app(node: Node) -> web.Application:
     app.router.add_put("/v1/blobs/{sha}", blob_put)
     app.router.add_get("/v1/status", status)
     return app
-
-
-__all__ = ["NODE", "BlobMismatch", "StoreError", "make_app", "Reconciler"]

@@ -101,16 +101,8 @@ class BlobDir:
             fh.write(data)
         return self.finish(sha256, len(data))
 
-    def discard_partial(self, sha256: bytes) -> None:
-        self.partial_path(sha256).unlink(missing_ok=True)
-
     def delete(self, sha256: bytes) -> None:
         self.path(sha256).unlink(missing_ok=True)
-
-    def read_range(self, sha256: bytes, start: int, length: int) -> bytes:
-        with self.path(sha256).open("rb") as fh:
-            fh.seek(start)
-            return fh.read(length)
 
     def orphans(self, known: set[bytes]) -> list[Path]:
         """Complete blob files that no row names (left by a crash between rename and commit)."""

@@ -20,18 +20,19 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
+import aiohttp
 import ifaddr
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from estafet.crypto.keys import key_id, verify_signature
+from estafet.crypto.keys import SigningKey, key_id, verify_signature
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
 
-if TYPE_CHECKING:
-    from .node import Node
+from .home import NodeConfig
 
 log = logging.getLogger("estafet.discovery")
 SERVICE = "_estafet._tcp.local."
@@ -52,16 +53,38 @@ def local_ipv4() -> list[ipaddress.IPv4Interface]:
 
 
 class Discovery:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    """Announce ``advert()`` (role, scope, up: "1" or "0") and, over mDNS, ``fingerprint()``
+    too; report every peer found to ``on_peer(url, source, **info)``. Gets plain values and
+    callbacks, never the node."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        key: SigningKey,
+        port: Callable[[], int],
+        advert: Callable[[], dict[str, str]],
+        fingerprint: Callable[[], Awaitable[bytes]],
+        on_peer: Callable[..., object],
+        spawn: Callable[[Coroutine[Any, Any, Any], str], object],
+        http: Callable[[], aiohttp.ClientSession | None],
+    ) -> None:
+        self.config = config
+        self.key = key
+        self.key_hex = key.id.hex()
+        self._port = port
+        self._advert = advert
+        self._fingerprint = fingerprint
+        self._on_peer = on_peer
+        self._spawn = spawn
+        self._http = http
         self.zc: AsyncZeroconf | None = None
         self.browser: AsyncServiceBrowser | None = None
         self.info: AsyncServiceInfo | None = None
         self.transport: asyncio.DatagramTransport | None = None
-        self._fp = b""
+        self._txt: dict[str, str] = {}
 
     async def start(self) -> None:
-        cfg = self.node.config
+        cfg = self.config
         if cfg.mdns:
             try:
                 await self._start_mdns()
@@ -73,9 +96,9 @@ class Discovery:
             except OSError as exc:
                 log.warning("UDP beacon unavailable: %s", exc)
         if cfg.mdns or cfg.beacon:
-            self.node.spawn(self._announce_loop(), "announce")
+            self._spawn(self._announce_loop(), "announce")
         if cfg.sweep:
-            self.node.spawn(self._sweep_loop(), "sweep")
+            self._spawn(self._sweep_loop(), "sweep")
 
     async def stop(self) -> None:
         if self.browser is not None:
@@ -90,30 +113,19 @@ class Discovery:
             self.transport.close()
 
     # --- mDNS -----------------------------------------------------------------------------
-    def _txt(self, fp: bytes) -> dict[str, str]:
-        n = self.node
-        return {
-            "key": n.key_hex,
-            "role": n.role,
-            "scope": n.scope,
-            "fp": fp.hex(),
-            "up": "1" if n.stats.uplink_ok or n.hook is not None else "0",
-        }
-
     async def _start_mdns(self) -> None:
-        n = self.node
         addrs = [str(i.ip) for i in local_ipv4()]
         self.zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
-        self._fp = await n.store_fingerprint()
+        self._txt = await self._mdns_txt()
         self.info = AsyncServiceInfo(
             SERVICE,
-            f"{n.key_hex[:16]}.{SERVICE}",
-            port=n.port,
-            properties=self._txt(self._fp),
+            f"{self.key_hex[:16]}.{SERVICE}",
+            port=self._port(),
+            properties=self._txt,
             parsed_addresses=addrs or None,
-            server=f"estafet-{n.key_hex[:12]}.local.",
+            server=f"estafet-{self.key_hex[:12]}.local.",
         )
-        n.spawn(self._register(), "mdns-register")
+        self._spawn(self._register(), "mdns-register")
         self.browser = AsyncServiceBrowser(self.zc.zeroconf, SERVICE, handlers=[self._on_change])
 
     async def _register(self) -> None:
@@ -127,7 +139,7 @@ class Discovery:
         self, zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
         if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
-            self.node.spawn(self._resolve(service_type, name), "mdns-resolve")
+            self._spawn(self._resolve(service_type, name), "mdns-resolve")
 
     async def _resolve(self, service_type: str, name: str) -> None:
         assert self.zc is not None
@@ -139,10 +151,10 @@ class Discovery:
             for k, v in info.properties.items()
         }
         key = props.get("key", "")
-        if key == self.node.key_hex or not info.port:
+        if key == self.key_hex or not info.port:
             return
         for addr in _reachable_first(info.parsed_addresses(IPVersion.V4Only)):
-            self.node.add_peer(
+            self._on_peer(
                 f"http://{addr}:{info.port}",
                 "mdns",
                 key=key,
@@ -153,18 +165,20 @@ class Discovery:
             )
             break
 
+    async def _mdns_txt(self) -> dict[str, str]:
+        return {"key": self.key_hex, **self._advert(), "fp": (await self._fingerprint()).hex()}
+
     async def _update_mdns(self) -> None:
         if self.zc is None or self.info is None:
             return
-        fp = await self.node.store_fingerprint()
-        txt = self._txt(fp)
-        if fp == self._fp and self.info.properties.get(b"up") == txt["up"].encode():
+        txt = await self._mdns_txt()
+        if txt == self._txt:
             return
-        self._fp = fp
+        self._txt = txt
         self.info = AsyncServiceInfo(
             SERVICE,
             self.info.name,
-            port=self.node.port,
+            port=self._port(),
             properties=txt,
             parsed_addresses=[str(i.ip) for i in local_ipv4()] or None,
             server=self.info.server,
@@ -187,17 +201,17 @@ class Discovery:
         )
 
     def beacon_bytes(self) -> bytes:
-        n = self.node
+        txt = self._advert()
         content = codec.encode(
             {
-                "key": n.key.public,
-                "port": n.port,
-                "role": n.role,
-                "scope": n.scope,
-                "up": n.stats.uplink_ok,
+                "key": self.key.public,
+                "port": self._port(),
+                "role": txt["role"],
+                "scope": txt["scope"],
+                "up": txt["up"] == "1",
             }
         )
-        return codec.encode({"b": content, "s": n.key.sign(BEACON_DOMAIN + content)})
+        return codec.encode({"b": content, "s": self.key.sign(BEACON_DOMAIN + content)})
 
     def on_beacon(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -212,9 +226,9 @@ class Discovery:
         if not verify_signature(public, BEACON_DOMAIN + content, sig):
             return
         kid = key_id(public).hex()
-        if kid == self.node.key_hex:
+        if kid == self.key_hex:
             return
-        self.node.add_peer(
+        self._on_peer(
             f"http://{addr[0]}:{port}",
             "beacon",
             key=kid,
@@ -248,18 +262,18 @@ class Discovery:
 
     async def sweep(self) -> None:
         """Probe every address of our /24s on the node port (hotspots without multicast)."""
-        http = self.node.http
+        http = self._http()
         if http is None:
             return
         sem = asyncio.Semaphore(32)
-        port = self.node.port
+        port = self._port()
 
         async def probe(ip: str) -> None:
             async with sem:
                 try:
                     async with http.get(f"http://{ip}:{port}/v1/info", timeout=_SWEEP_TIMEOUT) as r:
                         if r.status == 200:
-                            self.node.add_peer(f"http://{ip}:{port}", "sweep")
+                            self._on_peer(f"http://{ip}:{port}", "sweep")
                 except Exception:  # noqa: S110 - silence is the common answer
                     pass
 
@@ -305,7 +319,5 @@ class _BeaconProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.discovery.on_beacon(data, addr)
 
-
-import aiohttp  # noqa: E402 - after the classes so the module reads top-down
 
 _SWEEP_TIMEOUT = aiohttp.ClientTimeout(total=1.0)

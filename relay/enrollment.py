@@ -26,7 +26,7 @@ from estafet.protocol.objects import KEY_ID_BYTES, CertificateBody
 
 from . import wire
 from .accept import accept_batch
-from .errors import EnrollError
+from .errors import EnrollRefused
 from .home import Home
 from .store import Store
 
@@ -66,7 +66,7 @@ def normalise_fingerprint(text: str) -> str:
     if not MIN_FINGERPRINT_HEX <= len(hexed) <= full or any(
         c not in "0123456789abcdef" for c in hexed
     ):
-        raise EnrollError(
+        raise EnrollRefused(
             f"a root fingerprint is {MIN_FINGERPRINT_HEX}..{full} hex digits (as printed by "
             "`estafet central codes`)"
         )
@@ -88,15 +88,15 @@ async def request_enrollment(central: str, code: str, key: SigningKey) -> Materi
             data = await wire.read_capped(r.content, wire.MAX_BODY)
             status = r.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise EnrollError(f"cannot reach {central}: {exc or type(exc).__name__}") from exc
+        raise EnrollRefused(f"cannot reach {central}: {exc or type(exc).__name__}") from exc
     try:
         body = wire.unpack(data, {})
     except wire.WireError as exc:
-        raise EnrollError(
+        raise EnrollRefused(
             f"the server at {central} did not answer like an Estafet central"
         ) from exc
     if status != 200:
-        raise EnrollError(str(body.get("error") or f"refused with HTTP {status}"))
+        raise EnrollRefused(str(body.get("error") or f"refused with HTTP {status}"))
     try:
         return Materials(
             certificate=body["certificate"],
@@ -106,7 +106,7 @@ async def request_enrollment(central: str, code: str, key: SigningKey) -> Materi
             revocation=body.get("revocation"),
         )
     except KeyError as exc:
-        raise EnrollError(f"enrollment answer lacks {exc}") from exc
+        raise EnrollRefused(f"enrollment answer lacks {exc}") from exc
 
 
 def install(
@@ -125,15 +125,15 @@ def install(
     pinned as given."""
     now = int(time.time()) if now is None else now
     if not isinstance(m.root_public, bytes) or len(m.root_public) != 32:
-        raise EnrollError("the server sent a malformed root key")
+        raise EnrollRefused("the server sent a malformed root key")
     got = key_id(m.root_public).hex()
     if pinned_root is not None and pinned_root != m.root_public:
-        raise EnrollError(
+        raise EnrollRefused(
             f"the server's root key {got} is not the pinned root {key_id(pinned_root).hex()}: "
             "refusing (a fake or wrong central server?)"
         )
     if fingerprint is not None and not got.startswith(normalise_fingerprint(fingerprint)):
-        raise EnrollError(
+        raise EnrollRefused(
             f"the server's root fingerprint {format_fingerprint(key_id(m.root_public))} is not "
             "the one you typed: refusing (a fake or wrong central server?)"
         )
@@ -147,15 +147,15 @@ def install(
         outcomes = accept_batch(sdb, trust, raws, peer="", origin="local", scope="", now=now)
         bad = [o for o in outcomes if o.status not in ("stored", "duplicate")]
         if bad:
-            raise EnrollError(f"enrollment materials did not verify: {bad[0].reason}")
+            raise EnrollRefused(f"enrollment materials did not verify: {bad[0].reason}")
         try:
             cert = trust.verify(m.certificate, now)
         except VerifyError as exc:
-            raise EnrollError(f"certificate did not verify: {exc}") from exc
+            raise EnrollRefused(f"certificate did not verify: {exc}") from exc
         body = cert.envelope.body
         assert isinstance(body, CertificateBody)
         if body.subject != key.public:
-            raise EnrollError("the certificate is for another key")
+            raise EnrollRefused("the certificate is for another key")
         sdb.set_meta("certificate", cert.id.hex())
     finally:
         store.close()

@@ -17,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,59 +30,25 @@ from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
 from estafet.protocol.reconcile import Reconciler, fingerprint
 
-from .accept import IngestHook, load_trust
+from . import wire
+from .accept import Sink, load_trust
 from .api import make_app
+from .client import HttpPeerClient, PeerClient
+from .discovery import Discovery, local_ipv4
 from .errors import BlobMismatch, ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
+from .peers import Peer, PeerTable, Stats
+from .sink import CARRIER
 from .store import Store, StoreDB
 from .stream import ReadAhead
+from .sync import Report, SyncSession
 
 log = logging.getLogger("estafet.node")
-MAX_BACKOFF = 300.0
-PENALTY_BACKOFF = 600.0
 BLOB_READ_TIMEOUT = 20.0
 ADDRESS_POLL = 5.0
 """Seconds between checks of our own addresses (did we walk to another network?). Each check is
 a wake-up of an otherwise idle daemon: at 1 s it alone broke the idle budget (< 1 wake-up/s,
 bench figure 7); a walk takes minutes, so noticing it within 5 s loses nothing."""
-
-
-@dataclass
-class Peer:
-    """A peer we may dial. ``key`` is its key id (hex) once known; ``url`` its base URL."""
-
-    url: str
-    source: str
-    key: str = ""
-    role: str = ""
-    scope: str = ""
-    central_ok: bool = False
-    fingerprint: bytes = b""
-    failures: int = 0
-    backoff_until: float = 0.0
-    penalties: int = 0
-    last_ok: float = 0.0
-    last_sync_fp: bytes = b""
-    info_at: float = 0.0
-    is_central: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.key or self.url
-
-
-@dataclass
-class Stats:
-    blob_bytes_in: int = 0
-    blob_bytes_out: int = 0
-    blob_bytes_resent: int = 0
-    objects_in: int = 0
-    objects_out: int = 0
-    rejected: int = 0
-    sessions: int = 0
-    last_uplink: float = 0.0
-    uplink_ok: bool = False
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Node:
@@ -95,14 +59,15 @@ class Node:
         key: SigningKey,
         root_public: bytes,
         *,
-        hook: IngestHook | None = None,
+        sink: Sink = CARRIER,
         role: str | None = None,
         clock: Callable[[], float] = time.time,
+        ssl_context: Any = None,
     ) -> None:
         self.home = Home(home)
         self.config = config
         self.key = key
-        self.hook = hook
+        self.sink = sink
         self.clock = clock
         self.trust = TrustStore(root_public)
         self.store: Store = Store.open(home, int(clock()), quota=config.quota_mb * 1024 * 1024)
@@ -110,22 +75,20 @@ class Node:
         self.role = role or "node"
         self.scope = config.scope
         self.stats = Stats()
-        self.peers: dict[str, Peer] = {}
+        self._wake = asyncio.Event()
+        self.peers = PeerTable(key.id.hex(), clock, self._wake.set)
         self.port = 0
         self.http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._wake = asyncio.Event()
         self._rec_cache: dict[str, tuple[int, Reconciler, list[tuple[int, bytes]]]] = {}
         self._version = 0
         self._fp_cache: tuple[tuple[int, ...], bytes] | None = None
-        self._blob_locks: dict[bytes, asyncio.Lock] = {}
+        self._blob_locks: dict[bytes, tuple[asyncio.Lock, int]] = {}  # lock, transfers using it
         self._stopping = False
         self._bad_noted: dict[tuple[str, str], float] = {}
-        self.discovery: Any = None
-        self.ssl_context: Any = None
-        self.on_blob: Callable[[bytes, int], list[bytes]] | None = None
-        self.extra_routes: list[Callable[[web.Application], None]] = []
+        self.discovery: Discovery | None = None
+        self.ssl_context = ssl_context
         self._load_identity()
 
     # --- identity -----------------------------------------------------------------------
@@ -143,7 +106,7 @@ class Node:
                 self.role = body.role
             if not self.scope and body.scope:
                 self.scope = body.scope[0]
-        if self.hook is not None:
+        if self.sink.reaches_centre:
             self.role = "central"
             self.scope = ""
 
@@ -216,7 +179,7 @@ class Node:
             "role": self.role,
             "scope": self.scope,
             "name": self.config.name,
-            "central_ok": self.stats.uplink_ok or self.hook is not None,
+            "central_ok": self.stats.uplink_ok or self.sink.reaches_centre,
             "fingerprint": await self.store_fingerprint(),
             "certificate": self.cert.encode() if self.cert else None,
         }
@@ -238,19 +201,7 @@ class Node:
                 "ok": self.stats.uplink_ok,
                 "last": int(self.stats.last_uplink),
             },
-            "peers": [
-                {
-                    "url": p.url,
-                    "key": p.key,
-                    "role": p.role,
-                    "source": p.source,
-                    "central_ok": p.central_ok,
-                    "failures": p.failures,
-                    "penalties": p.penalties,
-                    "last_ok": int(p.last_ok),
-                }
-                for p in self.peers.values()
-            ],
+            "peers": self.peers.rows(),
             "stats": {
                 "blob_bytes_in": self.stats.blob_bytes_in,
                 "blob_bytes_out": self.stats.blob_bytes_out,
@@ -264,34 +215,8 @@ class Node:
 
     # --- peers ------------------------------------------------------------------------
     def add_peer(self, url: str, source: str, **info: Any) -> Peer:
-        """Remember a peer by URL; merge with an existing one of the same key id."""
-        key = str(info.get("key", ""))
-        if key and key == self.key_hex:
-            return Peer(url, source, key=key)  # ourselves, seen through discovery
-        for old in list(self.peers.values()):
-            if key and old.key == key and old.url != url:
-                # same device at a new address (it walked): move it, keep its history
-                del self.peers[old.url]
-                old.url = url
-                old.backoff_until = 0
-                old.failures = 0
-                self.peers[url] = old
-                break
-        peer = self.peers.get(url)
-        if peer is None:
-            peer = Peer(url, source)
-            self.peers[url] = peer
-            self._wake.set()
-        for k, v in info.items():
-            if hasattr(peer, k) and v is not None and v != "":
-                setattr(peer, k, v)
-        if info.get("central_ok"):
-            # a neighbour reaches the centre: maybe we can too; try our uplink now
-            for p in self.peers.values():
-                if p.is_central:
-                    p.backoff_until = 0
-            self._wake.set()
-        return peer
+        """See :meth:`PeerTable.add`."""
+        return self.peers.add(url, source, **info)
 
     def _client(self) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20)
@@ -304,8 +229,6 @@ class Node:
         )
 
     async def _watch_addresses(self) -> None:
-        from .discovery import local_ipv4
-
         addrs = {str(i) for i in local_ipv4()}
         while not self._stopping:
             await asyncio.sleep(ADDRESS_POLL)
@@ -318,69 +241,56 @@ class Node:
         """Our addresses changed (we walked): every peer deserves a fresh try at once. Pooled
         keep-alive connections are dropped: made from the old address, a request on one would
         hang until its read timeout (20 s), holding up every other peer's session."""
-        for p in self.peers.values():
-            p.backoff_until = 0
-            p.info_at = 0
         if self.http is not None and not self.http.closed:
             stale, self.http = self.http, self._client()
             self.spawn(stale.close(), "close-stale-connections")
         log.info("network changed; retrying every peer")
-        self._wake.set()
+        self.peers.retry_all()
 
-    def peer_failed(self, peer: Peer, error: str, penalise: bool = False) -> None:
-        peer.failures += 1
-        delay = min(MAX_BACKOFF, 2.0 ** min(peer.failures, 10))
-        if penalise:
-            peer.penalties += 1
-            delay = PENALTY_BACKOFF
-        peer.backoff_until = self.clock() + delay * random.uniform(0.5, 1.0)  # noqa: S311
-        log.info("peer %s failed (%s); backing off %.0fs", peer.label, error, delay)
-
-    def note_peer_contact(self, request: web.Request) -> None:
-        key = request.headers.get("X-Estafet-Node", "")
-        central = request.headers.get("X-Estafet-Central-OK") == "1"
-        listen = request.headers.get("X-Estafet-Listen", "")
-        if key and listen and request.remote:
-            try:
-                _, port = parse_hostport(listen)
-            except ConfigError:
-                return
-            url = f"http://{request.remote}:{port}"
-            self.add_peer(url, "inbound", key=key, central_ok=central)
-
-    def note_bad_request(self, request: web.Request, reason: str) -> None:
+    def note_bad_request(self, peer: str, path: str, remote: str | None, reason: str) -> None:
         """Log a refused request, and record it as an event (``node peers``) against the peer;
         a flood of them is one event per peer, path and second."""
         self.stats.rejected += 1
-        log.warning("bad request from %s %s: %s", request.remote, request.path, reason)
-        peer = request.headers.get("X-Estafet-Node", "")[:64] or f"addr:{request.remote}"
+        log.warning("bad request from %s %s: %s", remote, path, reason)
         now = self.clock()
-        if now - self._bad_noted.get((peer, request.path), 0.0) < 1.0:
+        if now - self._bad_noted.get((peer, path), 0.0) < 1.0:
             return
         if len(self._bad_noted) > 1000:
             self._bad_noted.clear()
-        self._bad_noted[(peer, request.path)] = now
+        self._bad_noted[(peer, path)] = now
         self.spawn(self.store.write(StoreDB.event, self.now(), "warning", peer,
-                                    f"bad request {request.path}: {reason}", None),
+                                    f"bad request {path}: {reason}", None),
                    "note-bad-request")  # fmt: skip
+
+    def client_for(self, peer: Peer) -> PeerClient:
+        """The peer client a session with ``peer`` uses (over the node's HTTP session)."""
+        assert self.http is not None, "the node is not started"
+        return HttpPeerClient(self.http, peer.url, peer.label, self._session_headers)
+
+    def _session_headers(self) -> dict[str, str]:
+        return {"X-Estafet-Central-OK": "1" if self.stats.uplink_ok else "0"}
 
     # --- blobs ----------------------------------------------------------------------------
     async def receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: aiohttp.StreamReader, peer: str
+        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
     ) -> int:
         """Append an incoming stream to the partial blob from ``offset``; finish when complete.
         Returns the bytes now held. A hash mismatch discards the partial and raises
         :class:`BlobMismatch` (logged as an event against ``peer``)."""
-        lock = self._blob_locks.setdefault(sha, asyncio.Lock())
+        lock, users = self._blob_locks.get(sha) or (asyncio.Lock(), 0)
+        self._blob_locks[sha] = (lock, users + 1)
         try:
             async with lock:
                 return await self._receive_blob(sha, total, offset, stream, peer)
         finally:
-            if not lock.locked() and not lock._waiters:
-                self._blob_locks.pop(sha, None)
+            lock, users = self._blob_locks[sha]
+            if users > 1:
+                self._blob_locks[sha] = (lock, users - 1)
+            else:  # the last transfer of this blob: forget its lock
+                del self._blob_locks[sha]
 
     async def _receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: aiohttp.StreamReader, peer: str
+        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
     ) -> int:
         blobs = self.store.blobs
         # one trip to the writer thread (not two): every hop costs both threads a wake-up, and
@@ -412,27 +322,19 @@ class Node:
             return pos
         now = self.now()
 
-        def finish(sdb: StoreDB) -> None:  # fsync, hash, rename, then the row: one trip
+        def finish(sdb: StoreDB) -> bool:  # fsync, hash, rename, the row, the sink: one trip
             blobs.finish(sha, total)
-            sdb.add_blob(sha, total, now)
+            sdb.add_blob(sha, total, now)  # committed: the sink runs after, never instead
+            return self.sink.blob_arrived(sdb, sha, now)
 
         try:
-            await self.store.write(finish)
+            changed = await self.store.write(finish)
         except BlobMismatch as exc:
             await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
             raise
-        if self.on_blob is not None:
-            await self.store.write(self._note_blob, sha)
+        if changed:
             self.changed()
         return total
-
-    def _note_blob(self, sdb: StoreDB, sha: bytes) -> None:
-        """Central role: tell the ingest a photo arrived; store the receipts it issues (a result
-        whose photos are now complete). Runs on the writer thread."""
-        assert self.on_blob is not None
-        now = self.now()
-        for raw in self.on_blob(sha, now):
-            sdb.put(self.trust.verify(raw, now), "local", None, now)
 
     # --- lifecycle --------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -443,16 +345,9 @@ class Node:
 
     async def start(self) -> None:
         """Bind the socket and start the background tasks. Ready when this returns."""
-        from .discovery import Discovery
-
         host, port = parse_hostport(self.config.listen)
         app = make_app(self)
-        if self.hook is None:
-            from .recap import add_recap_routes
-
-            add_recap_routes(app)
-        for add in self.extra_routes:
-            add(app)
+        self.sink.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(
@@ -463,18 +358,26 @@ class Node:
         except OSError as exc:
             await self._runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        bound = self._runner.addresses  # (host, port, ...) of every listening socket
+        self.port = int(bound[0][1]) if bound else port
         self.http = self._client()
         for p in self.config.peers:
             h, pt = parse_hostport(p)
             self.add_peer(f"http://{h}:{pt}", "static")
-        if self.config.central and self.hook is None:
+        if self.config.central and not self.sink.reaches_centre:
             central = self.add_peer(self.config.central.rstrip("/"), "central")
             central.is_central = True
         await self._load_known_peers()
-        self.discovery = Discovery(self)
+        self.discovery = Discovery(
+            self.config,
+            self.key,
+            lambda: self.port,
+            self._advert,
+            self.store_fingerprint,
+            self.add_peer,
+            self.spawn,
+            lambda: self.http,
+        )
         await self.discovery.start()
         self.spawn(self._scheduler(), "scheduler")
         self.spawn(self._watch_addresses(), "addresses")
@@ -532,9 +435,12 @@ class Node:
         with contextlib.suppress(StoreError, RuntimeError):
             await self.store.write(save)
 
-    async def _scheduler(self) -> None:
-        from .sync import SyncSession
+    def _advert(self) -> dict[str, str]:
+        """What discovery announces besides our key and fingerprint."""
+        up = self.stats.uplink_ok or self.sink.reaches_centre
+        return {"role": self.role, "scope": self.scope, "up": "1" if up else "0"}
 
+    async def _scheduler(self) -> None:
         while not self._stopping:
             # no peer known: nothing to retry, so sleep until one appears (add_peer wakes us)
             # rather than tick every sync_interval (each tick is a wake-up of an idle daemon)
@@ -544,24 +450,17 @@ class Node:
             self._wake.clear()
             if self._stopping:
                 return
-            now = self.clock()
-            ready = [p for p in self.peers.values() if p.backoff_until <= now]
-            ready.sort(key=lambda p: (not p.is_central, not p.central_ok, p.failures))
-            for peer in ready:
+            for peer in self.peers.ready():
                 if self._stopping:
                     return
-                assert self.http is not None
                 try:
-                    await SyncSession(self, peer).run()
+                    await SyncSession(self, peer, self.client_for(peer)).run()
                 except Exception as exc:  # e.g. disk full: never let the loop end
                     log.exception("sync with %s failed", peer.label)
-                    self.peer_failed(peer, f"{type(exc).__name__}: {exc}")
-            uplinks = [p for p in self.peers.values() if p.is_central]
-            self.stats.uplink_ok = any(p.failures == 0 and p.last_ok for p in uplinks)
+                    self.peers.failed(peer, f"{type(exc).__name__}: {exc}")
+            self.stats.uplink_ok = self.peers.uplink_ok()
 
-    async def sync_now(self, url: str) -> Any:
+    async def sync_now(self, url: str) -> Report:
         """Run one session with ``url`` at once (tests, ``node sync``)."""
-        from .sync import SyncSession
-
         peer = self.peers.get(url) or self.add_peer(url, "manual")
-        return await SyncSession(self, peer).run()
+        return await SyncSession(self, peer, self.client_for(peer)).run()

@@ -9,7 +9,7 @@ holds, using the central server's counting rule (:mod:`estafet.protocol.tally`).
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -17,13 +17,11 @@ from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import Verified
 from estafet.protocol.objects import ResultBody, VoidBody
 
+from .api import NODE, Served
 from .store import StoreDB
 
-if TYPE_CHECKING:
-    from .node import Node
 
-
-def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
+def recap(node: Served, sdb: StoreDB) -> dict[str, Any]:
     """Runs on the writer thread (the trust store is single-threaded)."""
     from estafet.protocol.tally import tally_from_results  # on first use: quick start-up
 
@@ -63,8 +61,6 @@ def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
 
 
 async def api_status(request: web.Request) -> web.Response:
-    from .api import NODE
-
     node = request.app[NODE]
     view = await node.store.write(lambda sdb: recap(node, sdb))
     return web.json_response(view, headers={"Cache-Control": "no-store"})
@@ -72,8 +68,6 @@ async def api_status(request: web.Request) -> web.Response:
 
 async def page(request: web.Request) -> web.Response:
     from estafet.pages.dashboard import csp, render_dashboard
-
-    from .api import NODE
 
     node = request.app[NODE]
     view = await node.store.write(lambda sdb: recap(node, sdb))

@@ -21,32 +21,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import aiohttp
 
+from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import FETCH_PRIORITY, decode_envelope
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 
 from . import wire
-from .accept import accept_batch
+from .accept import Sink, accept_batch
 from .blobs import CHUNK
+from .client import PeerClient, PeerFull
 from .errors import BlobMismatch, PeerError, StoreFull
-from .store import StoreDB, session_scope
-
-if TYPE_CHECKING:
-    from .node import Node, Peer
+from .peers import Peer, PeerTable, Stats
+from .store import Store, StoreDB, session_scope
 
 log = logging.getLogger("estafet.sync")
 INFO_TTL = 120.0
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=5, sock_read=20)
-# One photo request may take this long; what arrived is kept and the next session resumes, so a
-# peer trickling bytes (or a very slow link) cannot hold the scheduler for more than this.
-BLOB_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=5, sock_read=20)
 MAX_ROUNDS = 64
 PUSH_BATCH_BYTES = 2 * 1024 * 1024
-MAX_RECONCILE = 512 * 1024
+
+
+class Local(Protocol):
+    """What a session needs of the node that runs it (:class:`~.node.Node` is one)."""
+
+    store: Store
+    trust: TrustStore
+    scope: str
+    sink: Sink
+    stats: Stats
+    peers: PeerTable
+
+    def now(self) -> int: ...
+
+    def changed(self) -> None: ...
+
+    async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler: ...
+
+    async def receive_blob(
+        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
+    ) -> int: ...
 
 
 @dataclass
@@ -66,12 +83,13 @@ class Report:
 
 
 class SyncSession:
-    def __init__(self, node: Node, peer: Peer) -> None:
-        self.node = node
+    """One session of ``local`` with ``peer``, through ``client`` (see :mod:`.client`)."""
+
+    def __init__(self, local: Local, peer: Peer, client: PeerClient) -> None:
+        self.node = local
         self.peer = peer
+        self.client = client
         self.report = Report(peer.label)
-        assert node.http is not None
-        self.http = node.http
 
     async def run(self) -> Report:
         self.node.stats.sessions += 1
@@ -79,20 +97,19 @@ class SyncSession:
             await self._run()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.report.error = f"unreachable: {type(exc).__name__}: {exc}"
-            self.node.peer_failed(self.peer, self.report.error)
+            self.node.peers.failed(self.peer, self.report.error)
             if self.peer.is_central:
                 self.node.stats.uplink_ok = False
         except (PeerError, wire.WireError, ReconcileError) as exc:
             self.report.error = f"misbehaved: {exc}"
             await self._log_bad(str(exc))
-            self.node.peer_failed(self.peer, self.report.error, penalise=True)
+            self.node.peers.failed(self.peer, self.report.error, penalise=True)
         else:
             self.report.ok = True
-            self.peer.failures = 0
-            self.peer.last_ok = self.node.clock()
+            self.node.peers.succeeded(self.peer)
             if self.peer.is_central:
                 self.node.stats.uplink_ok = True
-                self.node.stats.last_uplink = self.node.clock()
+                self.node.stats.last_uplink = self.peer.last_ok
         return self.report
 
     async def _log_bad(self, reason: str) -> None:
@@ -100,29 +117,6 @@ class SyncSession:
         await self.node.store.write(
             StoreDB.event, self.node.now(), "warning", self.peer.label, reason, None
         )
-
-    # --- HTTP helpers ---------------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
-        return {"X-Estafet-Central-OK": "1" if self.node.stats.uplink_ok else "0"}
-
-    async def _post(self, path: str, body: dict[str, Any], required: dict[str, type]) -> Any:
-        async with self.http.post(
-            self.peer.url + path,
-            data=wire.pack(body),
-            headers=self._headers(),
-            timeout=REQUEST_TIMEOUT,
-        ) as resp:
-            data = await wire.read_capped(resp.content, wire.MAX_BODY)
-            if len(data) > wire.MAX_BODY:
-                raise PeerError(self.peer.label, f"{path}: response larger than {wire.MAX_BODY}")
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(
-                    resp.request_info,
-                    (),
-                    status=resp.status,
-                    message=data[:200].decode(errors="replace"),
-                )
-            return wire.unpack(data, required)
 
     # --- the session ----------------------------------------------------------------------
     async def _run(self) -> None:
@@ -139,17 +133,13 @@ class SyncSession:
         await self._push_blobs()
 
     async def _info(self) -> None:
-        if self.node.clock() - self.peer.info_at < INFO_TTL and self.peer.key:
+        if self.node.peers.clock() - self.peer.info_at < INFO_TTL and self.peer.key:
             return
-        async with self.http.get(self.peer.url + "/v1/info", timeout=REQUEST_TIMEOUT) as resp:
-            data = await wire.read_capped(resp.content, 64 * 1024)
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-        info = wire.unpack(data, {"key": bytes, "role": str, "scope": str})
+        info = await self.client.info()
         key = info["key"].hex()
-        if key == self.node.key_hex:
+        if key == self.node.peers.own_key:
             raise PeerError(self.peer.label, "this is ourselves")
-        self.node.add_peer(
+        self.node.peers.add(
             self.peer.url,
             self.peer.source,
             key=key,
@@ -157,7 +147,7 @@ class SyncSession:
             scope=info["scope"],
             central_ok=bool(info.get("central_ok")),
         )
-        self.peer.info_at = self.node.clock()
+        self.peer.info_at = self.node.peers.clock()
 
     async def _reconcile(self, scope: str) -> tuple[list[bytes], list[bytes]]:
         rec: Reconciler = await self.node.reconciler(scope, initiator=True)
@@ -166,18 +156,7 @@ class SyncSession:
         have: list[bytes] = []
         for _ in range(MAX_ROUNDS):
             assert msg is not None
-            async with self.http.post(
-                self.peer.url + "/v1/reconcile",
-                params={"scope": scope},
-                data=msg,
-                headers=self._headers(),
-                timeout=REQUEST_TIMEOUT,
-            ) as resp:
-                reply = await wire.read_capped(resp.content, MAX_RECONCILE)
-                if resp.status != 200:
-                    raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            if len(reply) > MAX_RECONCILE:
-                raise PeerError(self.peer.label, f"reconcile reply larger than {MAX_RECONCILE}")
+            reply = await self.client.reconcile(scope, msg)
             self.report.round_trips += 1
             self.report.reconcile_bytes += len(msg) + len(reply)
             msg, h, n = rec.reconcile(reply)
@@ -190,8 +169,7 @@ class SyncSession:
     async def _pull(self, need: list[bytes]) -> None:
         for i in range(0, len(need), wire.MAX_IDS):
             ids = need[i : i + wire.MAX_IDS]
-            body = await self._post("/v1/objects/get", {"ids": ids}, {"objects": list})
-            raws = wire.bin_list(body["objects"], wire.MAX_IDS)
+            raws = await self.client.get_objects(ids)
             wanted = set(ids)
             good = [r for r in raws if _id(r) in wanted]
             await self._accept(good)
@@ -212,7 +190,7 @@ class SyncSession:
             origin="relayed",
             scope=node.scope,
             now=node.now(),
-            hook=node.hook,
+            sink=node.sink,
         )
         bad = [o for o in outcomes if o.status == "rejected"]
         self.report.pulled += sum(o.status == "stored" for o in outcomes)
@@ -244,7 +222,7 @@ class SyncSession:
             batch, size = ([raw], len(raw)) if raw else ([], 0)
 
     async def _push_batch(self, batch: list[bytes]) -> None:
-        body = await self._post("/v1/objects/put", {"objects": batch}, {"results": list})
+        body = await self.client.put_objects(batch)
         held = []
         for r in body["results"]:
             if isinstance(r, dict) and r.get("status") in ("stored", "duplicate"):
@@ -255,7 +233,7 @@ class SyncSession:
             await self.node.store.write(StoreDB.mark_pushed, ids, self.node.now())
         self.report.pushed += len(ids)
         self.node.stats.objects_out += len(ids)
-        receipts = wire.bin_list(body.get("receipts", []))
+        receipts = body["receipts"]
         if receipts:
             await self._accept(receipts)
 
@@ -280,19 +258,15 @@ class SyncSession:
         blobs = self.node.store.blobs
         if have is None:
             have = await self.node.store.blob_io(blobs.partial_size, sha)
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        async with self.http.get(
-            f"{self.peer.url}/v1/blobs/{sha.hex()}", headers=headers, timeout=BLOB_TIMEOUT
-        ) as resp:
-            if resp.status == 404:
+        async with self.client.get_blob(sha, have) as got_blob:
+            if got_blob is None:
                 return
-            if resp.status not in (200, 206):
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            if resp.status == 200 and have:
+            start, stream = got_blob
+            if start != have:  # the peer ignored the range: it sends the whole blob again
                 self.node.stats.blob_bytes_resent += have
                 have = 0
             try:
-                got = await self.node.receive_blob(sha, size, have, resp.content, self.peer.label)
+                got = await self.node.receive_blob(sha, size, have, stream, self.peer.label)
             except BlobMismatch as exc:
                 raise PeerError(self.peer.label, f"served a wrong blob {sha.hex()[:16]}") from exc
         if got == size:
@@ -304,8 +278,8 @@ class SyncSession:
         shas = await self.node.store.read(StoreDB.offer_photos, 1024)
         if not shas:
             return
-        body = await self._post("/v1/blobs/want", {"blobs": shas}, {"want": list})
-        for item in body["want"][:1024]:
+        want = await self.client.want_blobs(shas)
+        for item in want[:1024]:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes)):
                 raise PeerError(self.peer.label, "malformed blob want list")
             sha, offset = item
@@ -323,30 +297,19 @@ class SyncSession:
         if offset >= size:
             return True
 
-        async def body() -> Any:
+        async def body() -> AsyncIterator[bytes]:
             with path.open("rb") as fh:
                 fh.seek(offset)
                 while chunk := await asyncio.to_thread(fh.read, CHUNK * 4):
                     self.node.stats.blob_bytes_out += len(chunk)
                     yield chunk
 
-        async with self.http.put(
-            f"{self.peer.url}/v1/blobs/{sha.hex()}",
-            data=body(),
-            headers={
-                **self._headers(),
-                "X-Estafet-Offset": str(offset),
-                "Content-Length": str(size - offset),
-            },
-            timeout=BLOB_TIMEOUT,
-        ) as resp:
-            data = await wire.read_capped(resp.content, 64 * 1024)
-            if resp.status == 507:
-                log.info("peer %s is full; photos wait", self.peer.label)
-                return False
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-        if wire.unpack(data, {}).get("complete") is True:  # else it stopped reading: resume later
+        try:
+            complete = await self.client.put_blob(sha, offset, size, body())
+        except PeerFull:
+            log.info("peer %s is full; photos wait", self.peer.label)
+            return False
+        if complete:  # else it stopped reading: resume later
             self.report.blobs_out += 1
         return True
 

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
 
+from .errors import RelayError
+
 MAX_BODY = 8 * 1024 * 1024
 MAX_IDS = 1024
 MAX_OBJECTS = 512
@@ -27,7 +29,7 @@ API_LIMITS = codec.Limits(
 MSGPACK = "application/msgpack"
 
 
-class WireError(Exception):
+class WireError(RelayError):
     """A body that does not have the shape its endpoint expects."""
 
 

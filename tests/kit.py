@@ -14,6 +14,7 @@ from estafet.central.manifest_file import load_manifest_file
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import certify, seal
 from estafet.crypto.trust import TrustStore
+from estafet.demo.forms import example_form
 from estafet.protocol.form import check_form, parse_form
 from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import (
@@ -51,6 +52,16 @@ def photo_bytes(tag: str, size: int = 2000, kind: str = "jpeg") -> bytes:
     return (head + body)[:size]
 
 
+def photo_files(tmp: Path, tag: str, size: int = 2000) -> list[Path]:
+    """Three photo files ``<tag>-1.jpg`` .. ``<tag>-3.jpg`` in ``tmp`` (for submit_result)."""
+    out = []
+    for i in (1, 2, 3):
+        p = tmp / f"{tag}-{i}.jpg"
+        p.write_bytes(photo_bytes(f"{tag}-{i}", size))
+        out.append(p)
+    return out
+
+
 def photo_refs(photos: list[bytes]) -> tuple[PhotoRef, ...]:
     out = []
     for i, data in enumerate(photos, 1):
@@ -60,23 +71,8 @@ def photo_refs(photos: list[bytes]) -> tuple[PhotoRef, ...]:
 
 
 def form_json(election: str = "bupati", tps: str = TPS_A, **over: Any) -> dict[str, Any]:
-    """A valid form; the issue's example numbers for bupati, a two-pair split for gubernur."""
-    votes = {"1": 101, "2": 80, "3": 23} if election == "bupati" else {"1": 120, "2": 84}
-    form: dict[str, Any] = {
-        "election": election,
-        "tps": tps,
-        "voters": {"dpt": {"m": 120, "f": 131}},
-        "turnout": {"dpt": {"m": 100, "f": 110}, "dptb": {"m": 2, "f": 1}, "dpk": {"m": 1, "f": 0}},
-        "ballots": {"received": 257, "used": 214, "damaged": 1, "unused": 42},
-        "disabled": {"m": 1, "f": 0},
-        "votes": votes,
-        "valid": 204,
-        "invalid": 10,
-        "revision": 0,
-        "supersedes": None,
-    }
-    form.update(over)
-    return form
+    """A valid form (see :func:`estafet.demo.forms.example_form`)."""
+    return example_form(election, tps, **over)
 
 
 @dataclass

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from estafet.demo.run import demo_form, make_png
+from estafet.demo.forms import plausible_form
+from estafet.demo.run import make_png
 from tests.cli.clikit import (
     MANIFEST,
     PASS,
@@ -97,7 +98,7 @@ def test_results_hop_to_central_and_receipts_come_back(tmp_path: Path) -> None:
         ids = []
         for i, (election, ballots) in enumerate(BALLOTS.items()):
             form = tmp_path / f"{election}.json"
-            form.write_text(json.dumps(demo_form(election, TPS_A, ballots, i)))
+            form.write_text(json.dumps(plausible_form(election, TPS_A, ballots, i)))
             photos: list[str | Path] = []
             for sheet in (1, 2, 3):
                 f = tmp_path / f"{election}-{sheet}.png"

@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from estafet.demo.run import data_dir, demo_form, pick_tps
+from estafet.demo.forms import plausible_form
+from estafet.demo.run import data_dir, pick_tps
 from estafet.protocol import codec
 
 from .netlab import REPO, Host, Lab
@@ -326,7 +327,7 @@ class Kit:
         home = self.home(phone)
         for election, nums in BALLOTS.items():
             form = home / f"form-{election}.json"
-            form.write_text(json.dumps(demo_form(election, tps, nums, i)))
+            form.write_text(json.dumps(plausible_form(election, tps, nums, i)))
             args, shas = [], []
             for sheet in (1, 2, 3):
                 seed = f"{tps}-{election}-{sheet}"
@@ -601,7 +602,7 @@ class Village:
         """``estafet result submit`` on phone's home (daemon not running): a new result for its
         TPS, optionally a revision superseding an earlier one, or (tweak) other numbers."""
         i = self.kit.tps.index(phone.tps)
-        form = demo_form(election, phone.tps, BALLOTS[election], i)
+        form = plausible_form(election, phone.tps, BALLOTS[election], i)
         if tweak:  # move votes between the first two candidates: still a rule-abiding form
             a, b = (str(n) for n in BALLOTS[election][:2])
             form["votes"][a] += tweak

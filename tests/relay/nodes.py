@@ -8,9 +8,11 @@ from typing import Any
 
 from estafet.crypto.keys import SigningKey
 from estafet.protocol.objects import Envelope
+from estafet.relay.accept import Sink
 from estafet.relay.enrollment import Materials, install
 from estafet.relay.home import Home, NodeConfig
 from estafet.relay.node import Node
+from estafet.relay.sink import CARRIER
 from tests.kit import World
 
 _counter = itertools.count()
@@ -55,7 +57,7 @@ def make_node(
     role: str = "relay",
     scope: tuple[str, ...] = ("630214",),
     clock: Clock | None = None,
-    hook: Any = None,
+    sink: Sink = CARRIER,
     **cfg: Any,
 ) -> Node:
     home = tmp / f"{label}-{next(_counter)}"
@@ -63,5 +65,5 @@ def make_node(
     enroll(world, home, key, cert)
     config = NodeConfig(listen="127.0.0.1:0", mdns=False, beacon=False, sync_interval=0.2, **cfg)
     Home(home).save_config(config)
-    return Node(home, config, key, world.root.public, hook=hook,
+    return Node(home, config, key, world.root.public, sink=sink,
                 clock=clock or Clock(world.now))  # fmt: skip

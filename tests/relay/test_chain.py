@@ -6,19 +6,8 @@ from pathlib import Path
 
 from estafet.relay.local import submit_result
 from estafet.relay.store import StoreDB
-from tests.kit import TPS_A, World, form_json
+from tests.kit import TPS_A, World, form_json, photo_files
 from tests.relay.nodes import make_node
-
-
-def _photos(tmp: Path, tag: str) -> list[Path]:
-    from tests.kit import photo_bytes
-
-    out = []
-    for i in (1, 2, 3):
-        p = tmp / f"{tag}-{i}.jpg"
-        p.write_bytes(photo_bytes(f"{tag}-{i}", 50_000))
-        out.append(p)
-    return out
 
 
 async def test_phone_relay_gateway(tmp_path: Path) -> None:
@@ -29,7 +18,7 @@ async def test_phone_relay_gateway(tmp_path: Path) -> None:
     ids = []
     for election in ("bupati", "gubernur"):
         sub = submit_result(phone.store, phone.key, world.root.public, form_json(election),
-                            _photos(tmp_path, election), world.now)  # fmt: skip
+                            photo_files(tmp_path, election, 50_000), world.now)  # fmt: skip
         ids.append(sub.id)
     for n in (phone, relay, gateway):
         await n.start()
@@ -65,7 +54,7 @@ async def test_gateway_recap_offline(tmp_path: Path) -> None:
     phone = make_node(world, tmp_path, "phone", role="kpps-chair", scope=(TPS_A,))
     gateway = make_node(world, tmp_path, "gw", role="gateway", scope=("630214",))
     submit_result(phone.store, phone.key, world.root.public, form_json("bupati"),
-                  _photos(tmp_path, "b"), world.now)  # fmt: skip
+                  photo_files(tmp_path, "b", 50_000), world.now)  # fmt: skip
     await phone.start()
     await gateway.start()
     try:

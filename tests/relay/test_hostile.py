@@ -22,7 +22,7 @@ from aiohttp import web
 
 from estafet.protocol import codec
 from estafet.protocol.objects import decode_envelope, encode_envelope
-from estafet.relay import api, sync, wire
+from estafet.relay import api, client, sync, wire
 from estafet.relay.api import make_app
 from estafet.relay.local import submit_result
 from estafet.relay.node import Node
@@ -254,8 +254,8 @@ async def test_slow_trickle_is_cut_and_backed_off(
 ) -> None:
     caplog.set_level(logging.INFO)
     quick = aiohttp.ClientTimeout(total=2, connect=2, sock_read=2)
-    monkeypatch.setattr(sync, "REQUEST_TIMEOUT", quick)
-    monkeypatch.setattr(sync, "BLOB_TIMEOUT", quick)
+    monkeypatch.setattr(client, "REQUEST_TIMEOUT", quick)
+    monkeypatch.setattr(client, "BLOB_TIMEOUT", quick)
     relay = scene.relay
     mode = "trickle" if what == "objects" else "trickle-blob"
     async with Hostile(scene.phone, mode) as hostile:
