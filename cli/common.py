@@ -82,9 +82,10 @@ def friendly(f: F) -> F:
             raise click.ClickException(f"{exc.strerror or exc}{where}") from exc
         except Exception as exc:
             # the central server's errors: imported here so a phone never loads that package
+            from estafet.app.errors import AppError
             from estafet.central.errors import CentralError
 
-            if isinstance(exc, CentralError):
+            if isinstance(exc, CentralError | AppError):
                 raise click.ClickException(str(exc)) from exc
             raise
 

@@ -170,6 +170,14 @@ def node_enroll(
     show_default=True,
     help="How much to log (JSON lines on stderr when it is not a terminal).",
 )
+@click.option(
+    "--app/--no-app",
+    "with_app",
+    default=True,
+    show_default=True,
+    help="Serve the officer's phone app on the configured loopback address (`app` in config).",
+)
+@click.option("--app-listen", default=None, help="Override the app's loopback HOST:PORT.")
 @passphrase_option
 @friendly
 def node_run(
@@ -178,15 +186,22 @@ def node_run(
     central: str | None,
     peers: tuple[str, ...],
     log_level: str,
+    with_app: bool,
+    app_listen: str | None,
     passphrase_file: Path | None,
 ) -> None:
-    """Run the node daemon in the foreground until SIGTERM/SIGINT (never forks)."""
+    """Run the node daemon in the foreground until SIGTERM/SIGINT (never forks).
+
+    The officer's app (`estafet app`) is served by this same process: one process, because
+    Android 12+ kills an app's extra ("phantom") processes."""
     h = Home(resolve_home(home))
     cfg = h.load_config()
     if listen:
         cfg.listen = listen
     if central is not None:
         cfg.central = central
+    if app_listen is not None:
+        cfg.app = app_listen
     cfg.peers = [*cfg.peers, *peers]
     key = _open_key(h, passphrase_file)
     root = _root(h)
@@ -194,7 +209,28 @@ def node_run(
 
     async def main() -> None:
         n = Node(h.path, cfg, key, root)
-        await serve_until_signalled(n.start, n.stop)
+        if not (with_app and cfg.app):
+            await serve_until_signalled(n.start, n.stop)
+            return
+        from estafet.app.port import NodePort
+        from estafet.app.server import AppService
+
+        service = AppService(NodePort(n, root), cfg.app)
+
+        async def start() -> None:
+            await n.start()
+            try:
+                await service.start()
+            except Exception:
+                await n.stop()
+                raise
+            click.echo(f"officer app: {service.url}", err=True)
+
+        async def stop() -> None:
+            await service.stop()
+            await n.stop()
+
+        await serve_until_signalled(start, stop)
 
     asyncio.run(main())
 
