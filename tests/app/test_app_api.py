@@ -1,0 +1,209 @@
+"""The phone app's API against a real node process (and a real central server): the guard
+refuses other origins, foreign Host headers and token-less requests, the port is loopback only,
+the PIN unlocks, the live check names protocol/form.py's rules, drafts survive, and signing
+stores a result that the central server receipts."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ifaddr
+import pytest
+
+from estafet.app.guard import GuardError, loopback_listen
+from tests.app.world import PASS, Device, World, png
+from tests.cli.clikit import wait_until
+from tests.kit import form_json
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    w = World(tmp_path_factory.mktemp("appworld"))
+    try:
+        w.central()
+        w.device("chair", "kpps-chair", central=True)
+        yield w
+    finally:
+        w.stop()
+
+
+class Client:
+    def __init__(self, dev: Device, token: str = "") -> None:
+        self.port = dev.app_port
+        self.token = token
+
+    def call(
+        self, method: str, path: str, body: Any = None, *, host: str = "", **headers: str
+    ) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        hdrs = {"Host": host or f"127.0.0.1:{self.port}", **headers}
+        if self.token:
+            hdrs.setdefault("X-Estafet-Token", self.token)
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        if resp.getheader("Content-Type", "").startswith("application/json"):
+            return resp.status, json.loads(raw)
+        return resp.status, raw
+
+
+def token_of(dev: Device) -> str:
+    status, page = Client(dev).call("GET", "/")
+    assert status == 200
+    text = page.decode()
+    return text.split('const TOKEN = "', 1)[1].split('"', 1)[0]
+
+
+def test_page_is_served_with_a_token_and_no_outside_asset(world: World) -> None:
+    dev = world.devices["chair"]
+    status, page = Client(dev).call("GET", "/")
+    assert status == 200
+    text = page.decode()
+    assert len(token_of(dev)) >= 40
+    for outside in ("http://", "https://", "//cdn", "src=\"/", "href=\"/"):
+        assert outside not in text.replace("http://www.w3.org/2000/svg", ""), outside
+    assert len(page) < 150_000
+
+
+def test_foreign_host_is_refused_before_the_page_is_served(world: World) -> None:
+    dev = world.devices["chair"]
+    c = Client(dev)
+    for host in (f"evil.example:{dev.app_port}", "127.0.0.1", f"127.0.0.1:{dev.app_port + 1}"):
+        status, body = c.call("GET", "/", host=host)
+        assert status == 403, host
+        assert body == {"error": "foreign-host"}
+    status, body = Client(dev, token_of(dev)).call("GET", "/api/state", host="attacker.test")
+    assert status == 403
+
+
+def test_requests_without_the_token_or_from_another_origin_are_refused(world: World) -> None:
+    dev = world.devices["chair"]
+    anon = Client(dev)
+    assert anon.call("GET", "/api/state")[1] == {"error": "no-token"}
+    status, body = anon.call("POST", "/api/unlock", {"secret": PASS},
+                             Origin="http://evil.example", **{"Content-Type": "text/plain"})  # fmt: skip
+    assert status == 403
+    status, body = anon.call("POST", "/api/unlock", {"secret": PASS})
+    assert (status, body["error"]) == (403, "no-token")
+    good = Client(dev, token_of(dev))
+    status, body = good.call("POST", "/api/lock", {}, Origin="http://evil.example")
+    assert (status, body["error"]) == (403, "foreign-origin")
+    status, body = good.call("POST", "/api/lock", {}, **{"Sec-Fetch-Site": "cross-site"})
+    assert (status, body["error"]) == (403, "cross-site")
+    status, body = good.call("GET", "/api/state", **{"X-Estafet-Token": "x" * 43})
+    assert status == 403
+    # and no CORS grant is ever sent, even to a preflight
+    conn = http.client.HTTPConnection("127.0.0.1", dev.app_port, timeout=5)
+    conn.request("OPTIONS", "/api/sign/bupati", headers={
+        "Host": f"127.0.0.1:{dev.app_port}", "Origin": "http://evil.example",
+        "Access-Control-Request-Method": "POST"})  # fmt: skip
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 403 and resp.getheader("Access-Control-Allow-Origin") is None
+    assert resp.getheader("X-Frame-Options") == "DENY"
+
+
+def test_app_port_answers_on_loopback_only(world: World) -> None:
+    dev = world.devices["chair"]
+    addrs = [
+        ip.ip for a in ifaddr.get_adapters() for ip in a.ips
+        if isinstance(ip.ip, str) and not ip.ip.startswith("127.")
+    ]  # fmt: skip
+    for addr in addrs:
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex((addr, dev.app_port)) != 0, f"app answers on {addr}"
+    # whatever addresses this machine has: the listening socket itself is bound to 127.0.0.1
+    listening = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        ip_hex, port_hex = local.split(":")
+        if int(port_hex, 16) == dev.app_port and state == "0A":
+            listening.append(socket.inet_ntoa(bytes.fromhex(ip_hex)[::-1]))
+    assert listening == ["127.0.0.1"]
+    v6 = Path("/proc/net/tcp6")
+    if v6.exists():
+        assert f":{dev.app_port:04X} " not in v6.read_text()
+    for bad in ("0.0.0.0", "192.168.43.1", "::", "phone.local"):
+        with pytest.raises(GuardError):
+            loopback_listen(bad)
+
+
+def test_unlock_check_draft_sign_and_receipt(world: World) -> None:
+    dev = world.devices["chair"]
+    c = Client(dev, token_of(dev))
+    assert c.call("GET", "/api/results") == (423, {"error": "locked"})
+    status, body = c.call("POST", "/api/unlock", {"secret": "wrong"})
+    assert (status, body["error"]) == (403, "wrong-secret")
+    assert c.call("POST", "/api/unlock", {"secret": PASS})[0] == 200
+    state = c.call("GET", "/api/state")[1]
+    assert state["identity"]["role"] == "kpps-chair" and state["locked"] is False
+
+    good = _flat(form_json())
+    typed = {**good, "votes.2": "81"}  # 105 read as 905, in small: valid-sum breaks
+    assert c.call("PUT", "/api/draft/bupati", {"fields": typed})[0] == 200
+    check = c.call("POST", "/api/check/bupati", {"fields": typed})[1]
+    assert [r["rule"] for r in check["hard"]] == ["valid-sum"]
+    assert {"valid", "votes.2"} <= set(check["hard"][0]["fields"]) and check["ok"] is False
+    half = {k: v for k, v in good.items() if not k.startswith("ballots.")}
+    check = c.call("POST", "/api/check/bupati", {"fields": half})[1]
+    assert len(check["blank"]) == 4 and not any(r["rule"] == "ballots-balance" for r in check["hard"])
+    status, body = c.call("POST", "/api/sign/bupati")
+    assert status == 400 and body["error"] == "form"
+
+    assert c.call("PUT", "/api/draft/bupati", {"fields": good})[0] == 200
+    assert c.call("POST", "/api/sign/bupati")[1]["error"] == "photos-missing"
+    assert c.call("PUT", "/api/draft/bupati/photo/1", b"not a photo")[1]["error"] == "photo-type"
+    assert c.call("PUT", "/api/draft/bupati/photo/4", png(8, 8))[0] == 400
+    for sheet in (1, 2, 3):
+        assert c.call("PUT", f"/api/draft/bupati/photo/{sheet}", png(40, 30 + sheet))[0] == 200
+    draft = c.call("GET", "/api/draft/bupati")[1]
+    assert draft["fields"] == good and [p["sheet"] for p in draft["photos"]] == [1, 2, 3]
+    status, body = c.call("POST", "/api/sign/bupati")
+    assert status == 200, body
+    rid = body["id"]
+    assert c.call("GET", "/api/draft/bupati")[1]["fields"] == {}
+
+    def accepted() -> Any:
+        rs = c.call("GET", "/api/results")[1]["results"]
+        return [r for r in rs if r["id"] == rid and (r["receipt"] or {}).get("status") == "accepted"]
+
+    (res,) = wait_until("the KPU's receipt", accepted, 30, world.procs)
+    assert res["receipt"]["log_index"] >= 0 and res["form"]["valid"] == 204
+    status, svg = c.call("GET", f"/api/qr/{rid}")
+    assert status == 200 and svg.startswith(b"<svg")
+
+    # a correction: a new draft at revision 1 that supersedes it, photos carried over
+    assert c.call("POST", f"/api/correct/{rid}", {"reason": ""})[1]["error"] == "reason-needed"
+    body = c.call("POST", f"/api/correct/{rid}", {"reason": "salah ketik paslon 2"})[1]
+    assert body == {"election": "bupati", "revision": 1}
+    draft = c.call("GET", "/api/draft/bupati")[1]
+    assert draft["supersedes"] == rid and len(draft["photos"]) == 3
+    assert c.call("POST", "/api/sign/bupati")[0] == 200
+
+    # hostile inputs: bad ids, bad JSON, oversized bodies: clear refusals
+    assert c.call("POST", "/api/endorse/zz")[0] == 400
+    assert c.call("POST", "/api/check/bupati", b"{not json")[0] == 400
+    assert c.call("POST", "/api/check/bupati", b"x" * 40_000)[0] == 413
+    assert c.call("GET", "/api/draft/presiden")[0] == 404
+    assert c.call("POST", "/api/lock", {})[0] == 200
+    assert c.call("POST", "/api/sign/bupati")[0] == 423
+
+
+def _flat(form: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in form.items():
+        if not prefix and k in ("election", "tps", "revision", "supersedes"):
+            continue
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = str(v)
+    return out
