@@ -30,12 +30,25 @@ def _fail(status: int, code: str, detail: Any = "") -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
+async def read_capped(request: web.Request, cap: int) -> bytes | None:
+    """The whole body, or None when it is over ``cap`` bytes (read no further than that).
+    ``StreamReader.read(n)`` returns what has arrived so far: loop until the end."""
+    if (request.content_length or 0) > cap:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(min(cap + 1 - size, 1 << 16)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            return None
+    return b"".join(parts)
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    if (request.content_length or 0) > MAX_JSON:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=request.content_length or 0)
-    raw = await request.content.read(MAX_JSON + 1)
-    if len(raw) > MAX_JSON:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=len(raw))
+    raw = await read_capped(request, MAX_JSON)
+    if raw is None:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=MAX_JSON + 1)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -195,10 +208,8 @@ class Api:
 
     async def put_draft_photo(self, request: web.Request) -> web.Response:
         election, sheet = self._election(request), self._sheet(request)
-        if (request.content_length or 0) > MAX_PHOTO_BYTES:
-            return _fail(413, "photo-too-big")
-        data = await request.content.read(MAX_PHOTO_BYTES + 1)
-        if len(data) > MAX_PHOTO_BYTES:
+        data = await read_capped(request, MAX_PHOTO_BYTES)
+        if data is None:
             return _fail(413, "photo-too-big")
         if sniff_type(data[:16]) is None:
             return _fail(400, "photo-type")

@@ -131,7 +131,8 @@ function steps(el, cur) {
     h("a", {href: "#/form/" + el + "/" + s, class: s === cur ? "on" : ""}, t("step." + s))));
 }
 async function loadDraft(el) {
-  if (S.el !== el || !S.draft) { S.draft = await api("GET", "/api/draft/" + el); S.fields = S.draft.fields; S.el = el; S.warnPhoto = {}; }
+  if (S.el !== el) S.warnPhoto = {};
+  if (S.el !== el || !S.draft) { S.draft = await api("GET", "/api/draft/" + el); S.fields = S.draft.fields; S.el = el; }
   return S.draft;
 }
 async function numbers(el) {

@@ -108,8 +108,10 @@ def wait_page(proc: Proc, url: str, timeout: float = 30) -> None:
 
 def png(width: int, height: int, level: int | None = None) -> bytes:
     """A real PNG: stripes (readable), or a flat grey ``level`` (0 = black)."""
-    row = bytes(((x // 7) % 2) * 200 + 30 for x in range(width)) if level is None else bytes(
-        [level] * width
+    row = (
+        bytes(((x // 7) % 2) * 200 + 30 for x in range(width))
+        if level is None
+        else bytes([level] * width)
     )
     raw = b"".join(b"\x00" + row for _ in range(height))
 
