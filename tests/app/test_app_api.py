@@ -87,8 +87,8 @@ def test_requests_without_the_token_or_from_another_origin_are_refused(world: Wo
     dev = world.devices["chair"]
     anon = Client(dev)
     assert anon.call("GET", "/api/state")[1] == {"error": "no-token"}
-    status, body = anon.call("POST", "/api/unlock", {"secret": PASS},
-                             Origin="http://evil.example", **{"Content-Type": "text/plain"})  # fmt: skip
+    evil = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    status, body = anon.call("POST", "/api/unlock", {"secret": PASS}, **evil)
     assert status == 403
     status, body = anon.call("POST", "/api/unlock", {"secret": PASS})
     assert (status, body["error"]) == (403, "no-token")
