@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,7 @@ def node_run(
         if not (with_app and cfg.app):
             await serve_until_signalled(n.start, n.stop)
             return
+        from estafet.app.errors import AppError
         from estafet.app.port import NodePort
         from estafet.app.server import AppService
 
@@ -221,9 +223,9 @@ def node_run(
             await n.start()
             try:
                 await service.start()
-            except Exception:
-                await n.stop()
-                raise
+            except AppError as exc:  # e.g. a second node on one laptop: relaying matters more
+                logging.getLogger("estafet.app").warning("officer app not started: %s", exc)
+                return
             click.echo(f"officer app: {service.url}", err=True)
 
         async def stop() -> None:
