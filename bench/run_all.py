@@ -13,6 +13,7 @@ crashes cannot take the others with it, and none inherits another's memory or th
   7  an idle node daemon: CPU, wake-ups, peak RSS
   8  node run -> ready
   9  a village relay's disk after carrying a kecamatan
+ 10  the officer's phone app: first-load bytes, first render (CPU 4x slower), sign -> stored
 
 ``--quick`` is a smoke run (small sizes, one repeat, under ~90 s): it checks that every bench
 still works and gives no verdicts. Exit status: 0, or 2 if a bench crashed (or, with
@@ -39,8 +40,9 @@ BENCHES = [  # (name, script, figures it reports)
     ("ingest", "bench_ingest.py", ["6"]),
     ("daemon", "bench_daemon.py", ["7", "8"]),
     ("store", "bench_store.py", ["9"]),
+    ("app", "bench_app.py", ["10"]),
 ]
-FIGURES = [str(i) for i in range(1, 10)]
+FIGURES = [str(i) for i in range(1, 11)]
 
 
 def reconcile_rows(report: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
