@@ -33,7 +33,7 @@ from .errors import AppError
 IDLE_SECONDS = 600
 FREE_TRIES = 5
 TRY_DELAY = 30.0
-OPEN_PATHS = frozenset({"/api/state", "/api/unlock"})
+OPEN_PATHS = frozenset({"/api/state", "/api/unlock", "/api/enroll"})
 """API paths that answer while locked (still token-checked)."""
 
 SECURITY_HEADERS = {

@@ -9,15 +9,17 @@ threads (writes on its one writer thread).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
 
-from estafet.crypto.keys import SigningKey
+from estafet.crypto.keys import SigningKey, key_id
 from estafet.protocol.errors import ProtocolError, Violation
 from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import CertificateBody, EndorsementBody, ResultBody, decode_envelope
 from estafet.relay.errors import ConfigError, RelayError
+from estafet.relay.enrollment import install, request_enrollment
 from estafet.relay.home import Home
 from estafet.relay.local import endorse, submit_result_data
 from estafet.relay.node import Node
@@ -25,6 +27,11 @@ from estafet.relay.store import StoreDB, receipt_summary
 
 PortError = RelayError
 """What the port raises for a refusal the officer must read (translated by the server)."""
+
+
+class WrongSecret(RelayError):
+    """The PIN or passphrase does not open the device key."""
+
 
 NEARBY_SECONDS = 120
 """A peer heard from within this many seconds counts as a device nearby."""
@@ -154,7 +161,7 @@ class NodePort:
         try:
             key = await asyncio.to_thread(load)
         except ConfigError as exc:
-            raise PortError(str(exc)) from exc
+            raise WrongSecret(str(exc)) from exc
         if key.id != self._node.key.id:
             raise PortError("the key file does not belong to this running node")
         return key
@@ -236,3 +243,69 @@ class NodePort:
     async def recent_errors(self, limit: int = 5) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = await self._node.store.read(StoreDB.events, limit)
         return [{"at": r["at"], "level": r["level"], "reason": r["reason"]} for r in rows]
+
+
+# --- before enrollment: no node runs yet ----------------------------------------------------
+PROVISION_FILE = "provision.json"
+
+
+def read_provision(home: Path) -> dict[str, str]:
+    """The KPU's provisioning file, ``<home>/provision.json``: ``central`` (URL) and
+    ``root_id`` (the root key's fingerprint, 32 hex digits), optionally ``root_public`` (then
+    pinned outright) and ``name``. Raises :class:`PortError` with the reason."""
+    path = home / PROVISION_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PortError(f"no provisioning file {path}: ask the KPU IT officer for one") from exc
+    except (OSError, ValueError) as exc:
+        raise PortError(f"{path} is not a provisioning file: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise PortError(f"{path} is not a provisioning file")
+    central, root_id = doc.get("central"), str(doc.get("root_id", "")).lower()
+    if not isinstance(central, str) or not central.startswith(("http://", "https://")):
+        raise PortError(f"{path}: central must be an http(s) URL")
+    if len(root_id) != 32 or any(c not in "0123456789abcdef" for c in root_id):
+        raise PortError(f"{path}: root_id must be the root key's fingerprint (32 hex digits)")
+    out = {"central": central.rstrip("/"), "root_id": root_id, "name": str(doc.get("name", ""))}
+    if doc.get("root_public"):
+        try:
+            public = bytes.fromhex(str(doc["root_public"]))
+        except ValueError as exc:
+            raise PortError(f"{path}: root_public is not hex") from exc
+        if key_id(public).hex() != root_id:
+            raise PortError(f"{path}: root_public does not match root_id")
+        out["root_public"] = public.hex()
+    return out
+
+
+def is_enrolled(home: Path) -> bool:
+    return Home(home).load_trust() is not None
+
+
+async def enroll_device(home: Path, secret: str, code: str) -> dict[str, Any]:
+    """Enroll this device's key with a one-time code, the central server and root fingerprint
+    coming from the provisioning file: the root the server sends must have that fingerprint."""
+    h = Home(home)
+    prov = read_provision(home)
+
+    def load() -> SigningKey:
+        return h.load_key(secret if h.key_is_encrypted() else None)
+
+    try:
+        key = await asyncio.to_thread(load)
+    except ConfigError as exc:
+        raise WrongSecret(str(exc)) from exc
+    materials = await request_enrollment(prov["central"], code, key)
+    if (
+        not isinstance(materials.root_public, bytes)
+        or key_id(materials.root_public).hex() != (prov["root_id"])
+    ):
+        raise PortError("the server's root key is not the one in the provisioning file: refused")
+    pinned = bytes.fromhex(prov["root_public"]) if "root_public" in prov else materials.root_public
+    body = await asyncio.to_thread(install, home, key, materials, pinned)
+    cfg = h.load_config()
+    if not cfg.central:
+        cfg.central = prov["central"]
+        h.save_config(cfg)
+    return {"role": body.role, "scope": list(body.scope), "elections": list(body.elections)}

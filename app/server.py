@@ -49,31 +49,32 @@ def render_page(token: str) -> bytes:
     return html.encode("utf-8")
 
 
-class AppService:
-    """The officer's app for one node. ``start()`` binds; ``stop()`` ends its task and socket."""
+class LoopbackSite:
+    """The page and an API on a loopback port, behind a :class:`Guard`. Subclasses add routes."""
 
-    def __init__(self, port: NodePort, listen: str, *, idle: float | None = None) -> None:
+    def __init__(self, listen: str, *, idle: float | None = None) -> None:
         host, _, p = listen.rpartition(":")
         try:
             self.want_port = int(p)
         except ValueError as exc:
             raise GuardError(f"bad app address {listen!r}: HOST:PORT") from exc
         self.host = loopback_listen(host or "127.0.0.1")
-        self.port_ = port
         self.guard = Guard(lock=Lock(idle=idle) if idle else Lock())
         self._runner: web.AppRunner | None = None
         self._page = b""
-        self._task: asyncio.Task[Any] | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.guard.port}/"
 
+    def add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard.middleware], client_max_size=16 * 2**20)
         app.router.add_get("/", self.index)
-        Api(self.port_, self.guard).add_routes(app)
+        self.add_routes(app)
         return app
 
     async def index(self, request: web.Request) -> web.Response:
@@ -82,7 +83,9 @@ class AppService:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.make_app(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.want_port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.host, self.want_port, reuse_address=True, shutdown_timeout=2.0
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -94,16 +97,35 @@ class AppService:
         sockets = getattr(site._server, "sockets", None) or []
         self.guard.port = sockets[0].getsockname()[1] if sockets else self.want_port
         self._page = render_page(self.guard.token)
-        self._task = asyncio.create_task(self._watch_receipts(), name="app-notify")
         log.info("officer app on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class AppService(LoopbackSite):
+    """The officer's app for one running node, and the receipt notifications."""
+
+    def __init__(self, port: NodePort, listen: str, *, idle: float | None = None) -> None:
+        super().__init__(listen, idle=idle)
+        self.port_ = port
+        self._task: asyncio.Task[Any] | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        Api(self.port_, self.guard).add_routes(app)
+
+    async def start(self) -> None:
+        await super().start()
+        self._task = asyncio.create_task(self._watch_receipts(), name="app-notify")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     # --- receipts -> notification ----------------------------------------------------------
     async def _watch_receipts(self) -> None:

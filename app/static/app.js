@@ -70,6 +70,39 @@ function lockScreen() {
     h("p", {class: "note"}, t("lock.idle", {n: Math.round(S.state.idle / 60)})));
 }
 
+/* ---------- enrollment (before the node runs) ---------- */
+function enrollScreen() {
+  const st = S.state, p = st.provision;
+  if (!p) return h("div", {class: "card"}, h("h1", {}, t("enroll.title")), h("p", {class: "bad"}, t("enroll.problem", {detail: st.problem})));
+  const fp = p.root_id.match(/.{4}/g).join(" ");
+  const secret = h("input", {type: "password", id: "secret", autocomplete: "current-password", "aria-label": t("lock.secret")});
+  const code = h("input", {type: "text", id: "code", autocomplete: "off", autocapitalize: "characters", "aria-label": t("enroll.code")});
+  const msg = h("p", {id: "enrollmsg"});
+  const btn = h("button", {class: "big", type: "submit", id: "enroll"}, t("enroll.go"));
+  const go = async (ev) => {
+    ev.preventDefault(); btn.disabled = true; msg.className = "note"; msg.textContent = t("enroll.working");
+    try {
+      const c = await api("POST", "/api/enroll", {secret: secret.value, code: code.value});
+      msg.textContent = t("enroll.done", {role: t("role." + c.role)});
+      setTimeout(waitForApp, 1500);
+    } catch (e) {
+      btn.disabled = false; msg.className = "bad";
+      msg.textContent = e.code === "wrong-secret" ? t("lock.wrong") : e.code === "wait" ? t("lock.wait", {n: e.detail}) : explain(e);
+    }
+  };
+  return h("form", {class: "card", onsubmit: go}, h("h1", {}, t("enroll.title")), h("p", {}, t("enroll.help")),
+    h("table", {}, h("tr", {}, h("td", {}, t("enroll.central")), h("td", {id: "prov-central"}, h("b", {}, p.central))),
+      h("tr", {}, h("td", {}, t("enroll.root")), h("td", {id: "prov-root"}, h("b", {}, fp)))),
+    h("label", {for: "secret"}, t("lock.secret")), secret, h("label", {for: "code"}, t("enroll.code")), code, msg, btn);
+}
+async function waitForApp() {
+  try {  // the node's own app: a new page with a new token
+    const r = await fetch("/", {cache: "no-store"});
+    if (r.ok && !(await r.text()).includes(TOKEN)) { location.replace("/"); return; }
+  } catch (e) { /* restarting */ }
+  setTimeout(waitForApp, 700);
+}
+
 /* ---------- home ---------- */
 async function home() {
   const st = S.state, box = h("div", {});
@@ -325,6 +358,7 @@ async function route() {
   try {
     if (!S.state) S.state = await api("GET", "/api/state");
     header();
+    if (S.state.enrolled === false) { main.replaceChildren(enrollScreen()); return; }
     if (S.state.locked) { main.replaceChildren(lockScreen()); $("secret").focus(); return; }
     const [, what, a, b] = (location.hash || "#/").split("/");
     let view;
@@ -347,9 +381,9 @@ function header() {
   const id = S.state.identity;
   document.title = t("app.title");
   document.documentElement.lang = lang;
-  $("who").textContent = t("home.you", {role: t("role." + id.role), tps: S.state.tps || id.scope.join(", ")});
+  $("who").textContent = id.role ? t("home.you", {role: t("role." + id.role), tps: S.state.tps || id.scope.join(", ")}) : "";
   $("lang").textContent = t("lang.switch");
-  $("lockbtn").hidden = S.state.locked; $("lockbtn").textContent = t("lock.lock");
+  $("lockbtn").hidden = S.state.locked || S.state.enrolled === false; $("lockbtn").textContent = t("lock.lock");
   $("title").onclick = () => { location.hash = "#/"; };
 }
 $("lang").onclick = () => { lang = lang === "id" ? "en" : "id"; localStorage.setItem("estafet-lang", lang); route(); };

@@ -16,9 +16,9 @@ import ifaddr
 import pytest
 
 from estafet.app.guard import GuardError, loopback_listen
-from tests.app.world import PASS, Device, World, png
-from tests.cli.clikit import wait_until
-from tests.kit import form_json
+from tests.app.world import PASS, Device, World, png, wait_page
+from tests.cli.clikit import codes, free_port, invoke, ok, wait_until
+from tests.kit import TPS_A, form_json
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +215,55 @@ def _flat(form: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[prefix + k] = str(v)
     return out
+
+
+def test_enroll_from_the_app_with_a_provisioning_file(world: World) -> None:
+    """`node run` on a device that is not enrolled serves the enrollment screen; with the PIN
+    and the code, the device enrolls (the root must have the provisioning file's fingerprint)
+    and the same process goes on to run the node and the full app on the same port."""
+    home = world.base / "newphone"
+    app_port = free_port()
+    ok(invoke("node", "init", "--home", home, "--listen", f"127.0.0.1:{free_port()}",
+              "--no-mdns", "--no-beacon"))  # fmt: skip
+    trust = json.loads(ok(invoke("central", "trust", "--home", world.base / "kpu")))
+    code = codes(world.base / "kpu", "kpps-chair", "--tps", TPS_A)[0]["code"]
+    proc = world.start("newphone", "node", "run", "--home", home, "--app-listen",
+                       f"127.0.0.1:{app_port}")  # fmt: skip
+    dev = Device(home, 0, app_port)
+    wait_page(proc, dev.app_url)
+    c = Client(dev, token_of(dev))
+    state = c.call("GET", "/api/state")[1]
+    assert state["enrolled"] is False and "no provisioning file" in state["problem"]
+
+    # an impostor server (its own root): its answer is refused, nothing is installed
+    fake = World(world.base / "impostor")
+    fake.base.mkdir()
+    try:
+        fake.central()
+        fake_code = codes(fake.base / "kpu", "kpps-chair", "--tps", TPS_A)[0]["code"]
+        bad = {"central": fake.central_url, "root_id": trust["root_id"]}
+        (home / "provision.json").write_text(json.dumps(bad))
+        assert c.call("GET", "/api/state")[1]["provision"]["central"] == fake.central_url
+        status, body = c.call("POST", "/api/enroll", {"secret": "nope", "code": fake_code})
+        assert (status, body["error"]) == (403, "wrong-secret")
+        status, body = c.call("POST", "/api/enroll", {"secret": PASS, "code": fake_code})
+        assert status == 400 and "provisioning file" in body["detail"], body
+        assert not (home / "trust.json").exists()
+    finally:
+        fake.stop()
+
+    good = {"central": world.central_url, "root_id": trust["root_id"], "name": "KPU Kotabaru"}
+    (home / "provision.json").write_text(json.dumps(good))
+    status, body = c.call("POST", "/api/enroll", {"secret": PASS, "code": code})
+    assert status == 200 and body["role"] == "kpps-chair", body
+
+    def full_app() -> bool:
+        try:
+            tok = token_of(dev)
+        except (OSError, AssertionError, IndexError):
+            return False
+        st = Client(dev, tok).call("GET", "/api/state")[1]
+        return st.get("identity", {}).get("role") == "kpps-chair"
+
+    wait_until("the node and its full app", full_app, 30, [proc])
+    assert proc.popen.poll() is None
