@@ -18,8 +18,8 @@ from estafet.crypto.keys import SigningKey, key_id
 from estafet.protocol.errors import ProtocolError, Violation
 from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import CertificateBody, EndorsementBody, ResultBody, decode_envelope
-from estafet.relay.errors import ConfigError, RelayError
 from estafet.relay.enrollment import install, request_enrollment
+from estafet.relay.errors import ConfigError, RelayError
 from estafet.relay.home import Home
 from estafet.relay.local import endorse, submit_result_data
 from estafet.relay.node import Node
