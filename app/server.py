@@ -132,13 +132,13 @@ class AppService(LoopbackSite):
         exe = shutil.which("termux-notification")
         if exe is None:
             return
-        seen: set[str] | None = None
+        seen: set[str] | None = None  # receipts held at start are old news
         while True:
-            await asyncio.sleep(NOTIFY_POLL)
             try:
                 results = await self.port_.results(None)
             except Exception:  # the store is closing, or busy: try again next round
                 log.debug("receipt watch skipped a round", exc_info=True)
+                await asyncio.sleep(NOTIFY_POLL)
                 continue
             have = {f"{r['id']}:{x['log_index']}" for r in results for x in r["receipts"]}
             if seen is not None:
@@ -146,6 +146,7 @@ class AppService(LoopbackSite):
                     if any(f"{r['id']}:{x['log_index']}" not in seen for x in r["receipts"]):
                         await notify(exe, r)
             seen = have
+            await asyncio.sleep(NOTIFY_POLL)
 
 
 async def notify(exe: str, result: dict[str, Any]) -> None:

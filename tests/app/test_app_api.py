@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,14 @@ from tests.kit import TPS_A, form_json
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     w = World(tmp_path_factory.mktemp("appworld"))
+    # a stand-in for Termux:API's termux-notification on PATH: a real program that records
+    # the arguments the daemon gives it
+    tools = w.base / "bin"
+    tools.mkdir()
+    tool = tools / "termux-notification"
+    tool.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {w.base / "notified.txt"}\n')
+    tool.chmod(0o755)
+    w.env["PATH"] = f"{tools}:{os.environ['PATH']}"
     try:
         w.central()
         w.device("chair", "kpps-chair", central=True)
@@ -185,6 +194,11 @@ def test_unlock_check_draft_sign_and_receipt(world: World) -> None:
     for p in res["photos"]:
         status, data = c.call("GET", f"/api/photo/{p['sha256']}")
         assert status == 200 and data.startswith(b"\x89PNG") and len(data) == p["size"]
+    notified = world.base / "notified.txt"
+    wait_until("a receipt notification", lambda: notified.exists(), 20, world.procs)
+    assert f"TPS {TPS_A} bupati: diterima KPU #{res['receipt']['log_index']}" in (
+        notified.read_text()
+    )
     status, svg = c.call("GET", f"/api/qr/{rid}")
     assert status == 200 and svg.startswith(b"<svg")
 

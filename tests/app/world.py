@@ -5,6 +5,7 @@ witness's phone (with its app) that meets only the chair's phone. Every device i
 
 from __future__ import annotations
 
+import json
 import struct
 import sys
 import time
@@ -48,10 +49,11 @@ class World:
     central_url: str = ""
     procs: list[Proc] = field(default_factory=list)
     devices: dict[str, Device] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, name: str, *args: str | Path) -> Proc:
         proc = spawn([sys.executable, "-m", "estafet.cli", *args], self.base / f"{name}.log",
-                     clean_env())  # fmt: skip
+                     clean_env(**self.env))  # fmt: skip
         self.procs.append(proc)
         return proc
 
@@ -67,6 +69,22 @@ class World:
         proc = self.start("central", "central", "serve", "--home", kpu, "--listen",
                           f"127.0.0.1:{port}", "--log-level", "WARNING")  # fmt: skip
         wait_http(proc, self.central_url + "/api/status")
+
+    def unenrolled(self, name: str, provision: bool = True) -> Device:
+        """A device that has a key but no certificate yet (and the KPU's provisioning file)."""
+        home = self.base / name
+        dev = Device(home, free_port(), free_port())
+        ok(invoke("node", "init", "--home", home, "--listen", f"127.0.0.1:{dev.port}",
+                  "--no-mdns", "--no-beacon"))  # fmt: skip
+        if provision:
+            trust = json.loads(ok(invoke("central", "trust", "--home", self.base / "kpu")))
+            (home / "provision.json").write_text(json.dumps(
+                {"central": self.central_url, "root_id": trust["root_id"], "name": "KPU"}))  # fmt: skip
+        dev.proc = self.start(name, "node", "run", "--home", home, "--app-listen",
+                              f"127.0.0.1:{dev.app_port}")  # fmt: skip
+        wait_page(dev.proc, dev.app_url)
+        self.devices[name] = dev
+        return dev
 
     def device(self, name: str, role: str, *peers: str, central: bool = False) -> Device:
         """Init and enroll a device of ``role`` (TPS roles for TPS_A), then run it with its app."""
