@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
-from tests.app.world import PASS, World, png  # noqa: E402
-from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.browser.test_phone import fields  # noqa: E402
+from tests.app.world import PASS, World, png
+from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_phone import fields
 
 OUT = Path(__file__).resolve().parent / "phone"
 WIDTHS = {"360": {"width": 360, "height": 740}, "desktop": {"width": 1280, "height": 900}}
@@ -56,6 +56,7 @@ def main() -> None:
             relay = w.device("relay", "relay", central=True)
             chair = w.device("chair", "kpps-chair", f"127.0.0.1:{relay.port}")
             witness = w.device("witness", "witness", f"127.0.0.1:{chair.port}")
+            fresh = w.unenrolled("newphone")
             shots = []
             for i, level in ((1, None), (2, None), (3, 10)):
                 f = base / f"s{i}.png"
@@ -64,6 +65,15 @@ def main() -> None:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 run(browser, chair.app_url, witness.app_url, relay.app_url, shots)
+                for lang in ("id", "en"):
+                    for width, vp in WIDTHS.items():
+                        ctx = browser.new_context(viewport=vp)
+                        ctx.add_init_script(f"localStorage.setItem('estafet-lang', '{lang}')")
+                        page = ctx.new_page()
+                        page.goto(fresh.app_url)
+                        page.wait_for_selector("#prov-root")
+                        shoot(page, "00-enroll", lang, width)
+                        ctx.close()
                 browser.close()
         finally:
             w.stop()

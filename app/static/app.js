@@ -280,7 +280,8 @@ async function review(el) {
   return h("div", {}, steps(el, "review"), h("h1", {}, t("review.title")), correctionNote(), h("p", {class: "note"}, t("review.help")),
     h("div", {class: "rules", style: "position:static"}, rulesView(c)),
     S.draft.photos.length < 3 ? h("p", {class: "bad"}, t("photo.need3")) : null,
-    tbl, ok ? null : h("p", {class: "bad", id: "blocked"}, t("review.blocked")), btn,
+    tbl, h("div", {class: "thumbs"}, S.draft.photos.map((p) => { const i = h("img", {alt: t("photo.sheet", {n: p.sheet})}); thumb(el, p.sheet, i); return i; })),
+    ok ? null : h("p", {class: "bad", id: "blocked"}, t("review.blocked")), btn,
     h("button", {class: "big alt", type: "button", onclick: () => discard(el)}, t("discard")));
 }
 async function sign(el, btn) {

@@ -195,7 +195,7 @@ def test_unlock_check_draft_sign_and_receipt(world: World) -> None:
         status, data = c.call("GET", f"/api/photo/{p['sha256']}")
         assert status == 200 and data.startswith(b"\x89PNG") and len(data) == p["size"]
     notified = world.base / "notified.txt"
-    wait_until("a receipt notification", lambda: notified.exists(), 20, world.procs)
+    wait_until("a receipt notification", notified.exists, 20, world.procs)
     assert f"TPS {TPS_A} bupati: diterima KPU #{res['receipt']['log_index']}" in (
         notified.read_text()
     )

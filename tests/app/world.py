@@ -78,8 +78,8 @@ class World:
                   "--no-mdns", "--no-beacon"))  # fmt: skip
         if provision:
             trust = json.loads(ok(invoke("central", "trust", "--home", self.base / "kpu")))
-            (home / "provision.json").write_text(json.dumps(
-                {"central": self.central_url, "root_id": trust["root_id"], "name": "KPU"}))  # fmt: skip
+            prov = {"central": self.central_url, "root_id": trust["root_id"], "name": "KPU"}
+            (home / "provision.json").write_text(json.dumps(prov))
         dev.proc = self.start(name, "node", "run", "--home", home, "--app-listen",
                               f"127.0.0.1:{dev.app_port}")  # fmt: skip
         wait_page(dev.proc, dev.app_url)
