@@ -142,6 +142,8 @@ function statusCard(r, status, link) {
   if (rc && rc.status === "conflict") card.append(h("p", {class: "bad"}, t("card.conflict")));
   if (rc && rc.status === "superseded") card.append(h("p", {class: "note"}, t("card.superseded")));
   if (!handed && status && !status.nearby.length) card.append(h("p", {class: "warntxt"}, t("card.alone")));
+  if (handed && !rc) card.append(h("p", {class: "note"}, t("card.handed_waiting")));
+  if (accepted && !photos) card.append(h("p", {class: "note"}, t("card.photos_travel")));
   if (status) card.append(h("p", {class: "note"}, t("card.last_contact", {when: ago(status.last_contact)}), " · ", t("card.nearby", {n: status.nearby.length})));
   const agreed = r.endorsements.filter((e) => e.statement === "agree");
   card.append(h("p", {class: "note endorsed"}, agreed.length

@@ -8,13 +8,10 @@ from __future__ import annotations
 import json
 import struct
 import sys
-import time
 import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 from tests.cli.clikit import (
     MANIFEST,
@@ -109,19 +106,14 @@ class World:
         return dev
 
 
+def get_page(url: str, timeout: float) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # loopback only
+        return bytes(r.read())
+
+
 def wait_page(proc: Proc, url: str, timeout: float = 30) -> None:
     """Poll the app's page until it answers (the node is up: the app starts after it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            pytest.fail(f"{proc.name} exited {proc.popen.returncode}:\n{proc.output()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # loopback only
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"{proc.name} did not serve {url} in {timeout}s:\n{proc.output()}")
+    wait_http(proc, url, timeout, fetch=get_page)
 
 
 def png(width: int, height: int, level: int | None = None) -> bytes:
