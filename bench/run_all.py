@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         info, got = run_one(name, script, args.quick, results)
         benches[name] = info
         rows += got
-    rows.sort(key=lambda r: (int(r["figure"].rstrip("ab")), r["figure"]))
-    figures = {f: [r for r in rows if r["figure"].rstrip("ab") == f] for f in FIGURES}
+    rows.sort(key=lambda r: (int(r["figure"].rstrip("abc")), r["figure"]))
+    figures = {f: [r for r in rows if r["figure"].rstrip("abc") == f] for f in FIGURES}
     crashed = [n for n, i in benches.items() if i.get("crashed")]
     missed = [r for r in rows if r["pass"] is False]
     seconds = round(time.time() - started, 1)
