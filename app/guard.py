@@ -11,7 +11,9 @@ Any page open in the phone's browser can send requests to ``127.0.0.1``. So:
 * a present ``Origin`` must be ours and ``Sec-Fetch-Site`` must not be cross-site;
 * the page may not be framed (no clickjacking of the sign button);
 * the device key is unlocked with the officer's PIN or passphrase and dropped after idle time;
-  wrong guesses slow down.
+  wrong guesses slow down. The unlock belongs to the browser that typed the PIN (an HttpOnly,
+  SameSite=Strict session cookie): another app on the phone can read the page and its token
+  from the loopback port, but cannot use an unlock it did not make.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .errors import AppError
 IDLE_SECONDS = 600
 FREE_TRIES = 5
 TRY_DELAY = 30.0
+COOKIE = "estafet_session"
 OPEN_PATHS = frozenset({"/api/state", "/api/unlock", "/api/enroll"})
 """API paths that answer while locked (still token-checked)."""
 
@@ -70,29 +73,36 @@ def loopback_listen(host: str) -> str:
 
 @dataclass
 class Lock:
-    """The unlocked key, if any, and when it was last used."""
+    """The unlocked key, if any, the session (browser) that unlocked it, and its last use."""
 
     idle: float = IDLE_SECONDS
     clock: Callable[[], float] = time.monotonic
     key: SigningKey | None = None
+    session: str = ""
     last: float = 0.0
     failures: int = 0
     wait_until: float = 0.0
 
-    def current(self) -> SigningKey | None:
+    def current(self, session: str) -> SigningKey | None:
+        """The key, for the session that unlocked it, while it has not been idle too long."""
         if self.key is not None and self.clock() - self.last > self.idle:
-            self.key = None
+            self.lock()
+        if self.key is None or not hmac.compare_digest(session.encode(), self.session.encode()):
+            return None
         return self.key
 
-    def touch(self) -> None:
-        if self.current() is not None:
+    def touch(self, session: str) -> None:
+        if self.current(session) is not None:
             self.last = self.clock()
 
     def retry_after(self) -> float:
         return max(0.0, self.wait_until - self.clock())
 
-    def unlocked(self, key: SigningKey) -> None:
+    def unlocked(self, key: SigningKey) -> str:
+        """Hold ``key`` for a new session; returns the session id (the cookie's value)."""
         self.key, self.last, self.failures = key, self.clock(), 0
+        self.session = secrets.token_urlsafe(32)
+        return self.session
 
     def failed(self) -> None:
         self.failures += 1
@@ -100,7 +110,7 @@ class Lock:
             self.wait_until = self.clock() + TRY_DELAY * (self.failures - FREE_TRIES + 1)
 
     def lock(self) -> None:
-        self.key = None
+        self.key, self.session = None, ""
 
 
 @dataclass
@@ -108,6 +118,10 @@ class Guard:
     port: int = 0
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     lock: Lock = field(default_factory=Lock)
+
+    def key_for(self, request: web.Request) -> SigningKey | None:
+        """The unlocked key, if ``request`` comes from the browser session that unlocked it."""
+        return self.lock.current(request.cookies.get(COOKIE, ""))
 
     def hosts(self) -> set[str]:
         return {f"{h}:{self.port}" for h in ("127.0.0.1", "localhost", "[::1]")}
@@ -137,12 +151,12 @@ class Guard:
         elif (
             request.path.startswith("/api/")
             and request.path not in OPEN_PATHS
-            and self.lock.current() is None
+            and self.key_for(request) is None
         ):
             resp = web.json_response({"error": "locked"}, status=423)
         else:
             if request.method != "GET":  # polling the status card is not the officer's activity
-                self.lock.touch()
+                self.lock.touch(request.cookies.get(COOKIE, ""))
             resp = await handler(request)
         for k, v in SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)

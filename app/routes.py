@@ -18,7 +18,7 @@ from estafet.protocol.photos import MAX_PHOTO_BYTES, sniff_type
 
 from . import drafts
 from .checks import run_check
-from .guard import Guard
+from .guard import COOKIE, Guard
 from .port import NodePort, PortError
 from .qr import qr_svg, result_uri
 
@@ -121,7 +121,7 @@ class Api:
                     elections.append({"kind": kind, "ballot_numbers": list(el.ballot_numbers)})
         return web.json_response(
             {
-                "locked": self.guard.lock.current() is None,
+                "locked": self.guard.key_for(request) is None,
                 "retry_after": round(self.guard.lock.retry_after()),
                 "idle": self.guard.lock.idle,
                 "identity": ident,
@@ -143,8 +143,10 @@ class Api:
         except PortError:
             self.guard.lock.failed()
             return _fail(403, "wrong-secret", round(self.guard.lock.retry_after()))
-        self.guard.lock.unlocked(key)
-        return web.json_response({"locked": False})
+        resp = web.json_response({"locked": False})
+        resp.set_cookie(COOKIE, self.guard.lock.unlocked(key), httponly=True, samesite="Strict",
+                        path="/")  # fmt: skip
+        return resp
 
     async def lock(self, request: web.Request) -> web.Response:
         self.guard.lock.lock()
@@ -219,7 +221,7 @@ class Api:
     # --- signing ---------------------------------------------------------------------------
     async def sign(self, request: web.Request) -> web.Response:
         election = self._election(request)
-        key = self.guard.lock.current()
+        key = self.guard.key_for(request)
         if key is None:
             return _fail(423, "locked")
         draft = await self.port.read_db(drafts.load, election)
@@ -288,7 +290,7 @@ class Api:
 
     async def endorse(self, request: web.Request) -> web.Response:
         rid = _hex_id(request)
-        key = self.guard.lock.current()
+        key = self.guard.key_for(request)
         if key is None:
             return _fail(423, "locked")
         try:

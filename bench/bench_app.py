@@ -48,13 +48,20 @@ READY_JS = """() => new Promise((ok) => {
 })"""
 
 
+COOKIES: dict[int, str] = {}
+
+
 def call(port: int, method: str, path: str, token: str, body: bytes | None = None) -> Any:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     hdrs = {"Host": f"127.0.0.1:{port}", "X-Estafet-Token": token}
+    if port in COOKIES:
+        hdrs["Cookie"] = COOKIES[port]
     conn.request(method, path, body=body, headers=hdrs)
     resp = conn.getresponse()
     data = resp.read()
     conn.close()
+    if cookie := resp.getheader("Set-Cookie"):
+        COOKIES[port] = cookie.split(";", 1)[0]
     assert resp.status == 200, (resp.status, data[:200])
     return json.loads(data) if data.startswith(b"{") else data
 

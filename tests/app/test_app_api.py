@@ -42,9 +42,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 class Client:
+    """A browser stand-in: the session token from the page, and the session cookie it gets."""
+
     def __init__(self, dev: Device, token: str = "") -> None:
         self.port = dev.app_port
         self.token = token
+        self.cookie = ""
 
     def call(
         self, method: str, path: str, body: Any = None, *, host: str = "", **headers: str
@@ -54,9 +57,14 @@ class Client:
         hdrs = {"Host": host or f"127.0.0.1:{self.port}", **headers}
         if self.token:
             hdrs.setdefault("X-Estafet-Token", self.token)
+        if self.cookie:
+            hdrs.setdefault("Cookie", self.cookie)
         conn.request(method, path, body=data, headers=hdrs)
         resp = conn.getresponse()
         raw = resp.read()
+        if set_cookie := resp.getheader("Set-Cookie"):
+            assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie
+            self.cookie = set_cookie.split(";", 1)[0]
         conn.close()
         if resp.getheader("Content-Type", "").startswith("application/json"):
             return resp.status, json.loads(raw)
@@ -154,6 +162,12 @@ def test_unlock_check_draft_sign_and_receipt(world: World) -> None:
     assert c.call("POST", "/api/unlock", {"secret": PASS})[0] == 200
     state = c.call("GET", "/api/state")[1]
     assert state["identity"]["role"] == "kpps-chair" and state["locked"] is False
+    # another app on the phone can read the page and its token, but not use this unlock
+    other = Client(dev, token_of(dev))
+    assert other.call("GET", "/api/state")[1]["locked"] is True
+    assert other.call("POST", "/api/sign/bupati")[0] == 423
+    other.cookie = "estafet_session=" + "A" * 43
+    assert other.call("GET", "/api/results")[0] == 423
 
     good = _flat(form_json())
     typed = {**good, "votes.2": "81"}  # 105 read as 905, in small: valid-sum breaks

@@ -40,14 +40,16 @@ def test_idle_lock_and_slowing_wrong_guesses() -> None:
     now = [1000.0]
     lock = Lock(idle=600, clock=lambda: now[0])
     key = SigningKey.generate()
-    lock.unlocked(key)
+    session = lock.unlocked(key)
+    assert len(session) >= 40 and lock.current("") is None and lock.current("x" * 43) is None
     now[0] += 599
-    assert lock.current() is key
-    lock.touch()
+    assert lock.current(session) is key
+    lock.touch(session)
     now[0] += 599
-    assert lock.current() is key  # touched: idle counts from the last use
+    assert lock.current(session) is key  # touched: idle counts from the last use
     now[0] += 2
-    assert lock.current() is None  # idle: dropped
+    assert lock.current(session) is None  # idle: dropped
+    assert lock.key is None and lock.unlocked(key) != session  # a new unlock, a new session
     for _ in range(FREE_TRIES - 1):
         lock.failed()
     assert lock.retry_after() == 0
