@@ -144,7 +144,9 @@ function statusCard(r, status, link) {
   if (!handed && status && !status.nearby.length) card.append(h("p", {class: "warntxt"}, t("card.alone")));
   if (handed && !rc) card.append(h("p", {class: "note"}, t("card.handed_waiting")));
   if (accepted && !photos) card.append(h("p", {class: "note"}, t("card.photos_travel")));
-  if (status) card.append(h("p", {class: "note"}, t("card.last_contact", {when: ago(status.last_contact)}), " · ", t("card.nearby", {n: status.nearby.length})));
+  const near = status ? status.nearby.map((d) => (d.role ? t("role." + d.role) : "?")).join(", ") : "";
+  if (status) card.append(h("p", {class: "note"}, t("card.last_contact", {when: ago(status.last_contact)}), " · ",
+    t("card.nearby", {n: status.nearby.length}), near ? " (" + near + ")" : ""));
   const agreed = r.endorsements.filter((e) => e.statement === "agree");
   card.append(h("p", {class: "note endorsed"}, agreed.length
     ? t("card.endorsed") + ": " + agreed.map((e) => t("role." + e.role) + (e.label ? " " + e.label : "")).join(", ")

@@ -295,3 +295,32 @@ def test_enroll_from_the_app_with_a_provisioning_file(world: World) -> None:
 
     wait_until("the node and its full app", full_app, 30, [proc])
     assert proc.popen.poll() is None
+
+
+def test_estafet_app_prints_the_url_and_opens_it(world: World, tmp_path: Path) -> None:
+    """`estafet app` prints the configured URL, opens it with termux-open-url when that is on
+    PATH, and says so when no node serves it."""
+    dev = world.devices["chair"]
+    home = tmp_path / "home"
+    ok(invoke("node", "init", "--home", home, "--no-passphrase"))
+    cfg = (
+        (home / "config.toml")
+        .read_text()
+        .replace('app = "127.0.0.1:7421"', f'app = "127.0.0.1:{dev.app_port}"')
+    )
+    (home / "config.toml").write_text(cfg)
+    opened = tmp_path / "opened.txt"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "termux-open-url").write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    (tools / "termux-open-url").chmod(0o755)
+    path = f"{tools}:{os.environ['PATH']}"
+    out = invoke("app", "--home", home, env={"PATH": path})
+    assert out.exit_code == 0 and out.stdout.strip() == dev.app_url
+    assert "not running" not in out.output
+    assert opened.read_text().strip() == dev.app_url
+    idle = free_port()
+    (home / "config.toml").write_text(cfg.replace(str(dev.app_port), str(idle)))
+    out = invoke("app", "--home", home, "--no-open", env={"PATH": path})
+    assert out.exit_code == 0 and "not running" in out.output
+    assert opened.read_text().strip() == dev.app_url  # --no-open: not opened again
