@@ -19,13 +19,13 @@ install: $(STAMP)
 	$(BIN)/pip install -q --no-deps -e . --config-settings editable_mode=strict
 
 lint: install
-	$(BIN)/ruff format --check protocol crypto relay pages central demo cli tests bench
-	$(BIN)/ruff check protocol crypto relay pages central demo cli tests bench
+	$(BIN)/ruff format --check protocol crypto relay pages central app demo cli tests bench
+	$(BIN)/ruff check protocol crypto relay pages central app demo cli tests bench
 	$(BIN)/lint-imports
 
 types: install
 	$(BIN)/mypy -p estafet.protocol -p estafet.crypto -p estafet.pages
-	$(BIN)/mypy -p estafet.relay -p estafet.central -p estafet.demo -p estafet.cli
+	$(BIN)/mypy -p estafet.relay -p estafet.central -p estafet.app -p estafet.demo -p estafet.cli
 
 unit: install
 	$(BIN)/python -m pytest -q -m "not net and not browser"

@@ -13,7 +13,11 @@ crashes cannot take the others with it, and none inherits another's memory or th
   7  an idle node daemon: CPU, wake-ups, peak RSS
   8  node run -> ready
   9  a village relay's disk after carrying a kecamatan
+<<<<<<< HEAD
   10 a hostile 4 MiB body of nested empty arrays: RSS added and decode time
+=======
+ 10  the officer's phone app: first-load bytes, first render (CPU 4x slower), sign -> stored
+>>>>>>> i12
 
 ``--quick`` is a smoke run (small sizes, one repeat, under ~90 s): it checks that every bench
 still works and gives no verdicts. Exit status: 0, or 2 if a bench crashed (or, with
@@ -41,6 +45,7 @@ BENCHES = [  # (name, script, figures it reports)
     ("daemon", "bench_daemon.py", ["7", "8"]),
     ("store", "bench_store.py", ["9"]),
     ("decode", "bench_decode.py", ["10"]),
+    ("app", "bench_app.py", ["11"]),
 ]
 FIGURES = [str(i) for i in range(1, 11)]
 
@@ -119,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         info, got = run_one(name, script, args.quick, results)
         benches[name] = info
         rows += got
-    rows.sort(key=lambda r: (int(r["figure"].rstrip("ab")), r["figure"]))
-    figures = {f: [r for r in rows if r["figure"].rstrip("ab") == f] for f in FIGURES}
+    rows.sort(key=lambda r: (int(r["figure"].rstrip("abc")), r["figure"]))
+    figures = {f: [r for r in rows if r["figure"].rstrip("abc") == f] for f in FIGURES}
     crashed = [n for n, i in benches.items() if i.get("crashed")]
     missed = [r for r in rows if r["pass"] is False]
     seconds = round(time.time() - started, 1)

@@ -25,7 +25,11 @@ from estafet.demo.run import PACE, run_demo
     show_default=True,
     help="Faster or slower pauses between steps.",
 )
-@click.option("--keep", is_flag=True, help="Keep the central server (and dashboard) running.")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the central server (dashboard) and the first phone (its app) running.",
+)
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -19,6 +19,7 @@ COMMANDS = {
     "bundle": ("estafet.cli.node", "bundle"),
     "verify": ("estafet.cli.node", "verify"),
     "demo": ("estafet.cli.demo", "demo"),
+    "app": ("estafet.cli.app", "app"),
 }
 SHORT_HELP = {
     "central": "Run the KPU central server: keys, enrollment codes, ingest, tally, dashboard.",
@@ -26,6 +27,7 @@ SHORT_HELP = {
     "result": "Sign and endorse TPS results (KPPS officers, witnesses).",
     "bundle": "Carry objects on a USB stick or SD card where no network reaches.",
     "verify": "Check an exported object (or a bundle folder) offline.",
+    "app": "Open the officer's phone app (served by `estafet node run`) in the browser.",
     "demo": "Central, gateway, relay and KPPS phones on loopback: results hop, receipts return.",
 }
 

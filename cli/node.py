@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,14 @@ def node_enroll(
     show_default=True,
     help="How much to log (JSON lines on stderr when it is not a terminal).",
 )
+@click.option(
+    "--app/--no-app",
+    "with_app",
+    default=True,
+    show_default=True,
+    help="Serve the officer's phone app on the configured loopback address (`app` in config).",
+)
+@click.option("--app-listen", default=None, help="Override the app's loopback HOST:PORT.")
 @passphrase_option
 @friendly
 def node_run(
@@ -198,25 +207,91 @@ def node_run(
     central: str | None,
     peers: tuple[str, ...],
     log_level: str,
+    with_app: bool,
+    app_listen: str | None,
     passphrase_file: Path | None,
 ) -> None:
-    """Run the node daemon in the foreground until SIGTERM/SIGINT (never forks)."""
+    """Run the node daemon in the foreground until SIGTERM/SIGINT (never forks).
+
+    The officer's app (`estafet app`) is served by this same process: one process, because
+    Android 12+ kills an app's extra ("phantom") processes."""
     h = Home(resolve_home(home))
-    cfg = h.load_config()
-    if listen:
-        cfg.listen = listen
-    if central is not None:
-        cfg.central = central
-    cfg.peers = [*cfg.peers, *peers]
+
+    def config() -> NodeConfig:
+        cfg = h.load_config()
+        if listen:
+            cfg.listen = listen
+        if central is not None:
+            cfg.central = central
+        if app_listen is not None:
+            cfg.app = app_listen
+        cfg.peers = [*cfg.peers, *peers]
+        return cfg
+
+    cfg = config()
     key = _open_key(h, passphrase_file)
-    root = _root(h)
     setup_logging(log_level)
+    if h.load_trust() is None and with_app and cfg.app:
+        # not enrolled: the officer enrolls from the app (provisioning file + code), then run
+        if not asyncio.run(_enroll_from_app(h, cfg.app)):
+            return
+        cfg = config()  # enrollment may have written the central URL
+    root = _root(h)
 
     async def main() -> None:
         n = Node(h.path, cfg, key, root)
-        await serve_until_signalled(n.start, n.stop)
+        if not (with_app and cfg.app):
+            await serve_until_signalled(n.start, n.stop)
+            return
+        from estafet.app.errors import AppError
+        from estafet.app.port import NodePort
+        from estafet.app.server import AppService
+
+        service = AppService(NodePort(n, root), cfg.app)
+
+        async def start() -> None:
+            await n.start()
+            try:
+                await service.start()
+            except AppError as exc:  # e.g. a second node on one laptop: relaying matters more
+                logging.getLogger("estafet.app").warning("officer app not started: %s", exc)
+                return
+            click.echo(f"officer app: {service.url}", err=True)
+
+        async def stop() -> None:
+            await service.stop()
+            await n.stop()
+
+        await serve_until_signalled(start, stop)
 
     asyncio.run(main())
+
+
+async def _enroll_from_app(h: Home, listen: str) -> bool:
+    """Serve the app's enrollment screen until the device is enrolled (True) or a signal
+    arrives (False). One process: the node starts in this same process afterwards."""
+    import signal
+
+    from estafet.app.enroll import EnrollService
+
+    service = EnrollService(h.path, listen)
+    await service.start()
+    click.echo(f"not enrolled yet: enroll in the officer app at {service.url}", err=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(e.wait()) for e in (service.enrolled, stop)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await asyncio.sleep(0.2)  # let the "enrolled" answer reach the browser
+        await service.stop()
+    return bool(service.enrolled.is_set())
 
 
 _receipt_info = receipt_summary

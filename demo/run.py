@@ -112,6 +112,17 @@ class Demo:
         self.relay = Proc("relay", work / "relay", free_port())
         self.tps = pick_tps(n_tps)
         self.phones = [Proc(f"phone-{t[-6:]}", work / f"phone-{t}", free_port()) for t in self.tps]
+        self.app_port = free_port()
+
+    @property
+    def app_url(self) -> str:
+        """The officer's app of the first demo phone (the others run without one)."""
+        return f"http://127.0.0.1:{self.app_port}/"
+
+    def app_args(self, p: Proc) -> list[str]:
+        if self.phones and p is self.phones[0]:
+            return ["--app-listen", f"127.0.0.1:{self.app_port}"]
+        return ["--no-app"]
 
     # --- process plumbing -------------------------------------------------------------
     def cli(self, *args: str) -> str:
@@ -125,6 +136,8 @@ class Demo:
 
     def start(self, p: Proc, *args: str) -> None:
         log = (self.work / f"{p.name}.log").open("ab")
+        if args[:2] == ("node", "run"):
+            args = (*args, *self.app_args(p))
         cmd = [sys.executable, "-m", "estafet.cli", *args]
         p.popen = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)  # noqa: S603  # noqa: S603
         if p not in self.procs:
@@ -236,7 +249,7 @@ class Demo:
                 f"127.0.0.1:{p.port}",
                 "--no-mdns",
                 "--no-beacon",
-                "--no-passphrase",
+                *([] if p is self.phones[0] else ["--no-passphrase"]),  # its app asks for it
                 "--sync-interval",
                 str(max(0.3, self.pace)),
                 *peers,
@@ -356,11 +369,12 @@ def run_demo(
         tally = ", ".join(f"paslon {k}: {v}" for k, v in sorted(e["tally"].items()))
         say(f"tally {e['kind']} ({e['tps_accepted']}/{e['tps_expected']} TPS): {tally}")
     say(f"dashboard: {demo.central.url}/")
+    say(f"KPPS chair's phone app: {demo.app_url} (PIN: {PASSPHRASE})")
     if keep:
         for p in demo.procs:
-            if p is not demo.central:
+            if p is not demo.central and p is not demo.phones[0]:
                 demo.stop(p)
-        say("central server kept running; press Ctrl-C to stop")
+        say("central server and the first phone (with its app) kept running; Ctrl-C stops")
         try:
             while demo.central.popen and demo.central.popen.poll() is None:
                 time.sleep(1)

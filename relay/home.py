@@ -6,6 +6,7 @@ Layout::
     <home>/node.key        the device key, passphrase-encrypted unless chosen otherwise (0600)
     <home>/trust.json      the pinned KPU root public key
     <home>/store.db        the object store (see store.py); <home>/blobs/ the photo blobs
+    <home>/provision.json  optional: central URL + root fingerprint from the KPU (docs/phone.md)
 
 The default home is ``$ESTAFET_HOME``, else ``$STATE_DIRECTORY`` (systemd), else
 ``$XDG_STATE_HOME/estafet`` (``~/.local/state/estafet``; also on Termux).
@@ -75,6 +76,8 @@ class NodeConfig:
     quota_mb: int = 1024
     name: str = ""
     sync_interval: float = 5.0
+    app: str = "127.0.0.1:7421"
+    """The officer's web app (loopback only; empty to switch it off)."""
 
     def to_toml(self) -> str:
         lines = []

@@ -81,6 +81,21 @@ def submit_result(
     photos: list[Path],
     now: int,
 ) -> Submitted:
+    """Check, sign and store a result whose photos are files (``result submit``)."""
+    datas = [read_photo(p) for p in photos]
+    return submit_result_data(store, key, root_public, form_data, datas, now)
+
+
+def submit_result_data(
+    store: Store,
+    key: SigningKey,
+    root_public: bytes,
+    form_data: Any,
+    datas: list[bytes],
+    now: int,
+) -> Submitted:
+    """Check, sign and store a result whose photos are in memory (the phone app). Blocking:
+    call it on the store's writer thread."""
     sdb = store.sync_db()
     ident = Identity(sdb, root_public, now)
     if ident.trust.manifest is None:
@@ -97,7 +112,6 @@ def submit_result(
         return body.form.tps, body.form.election, body.form.revision
 
     bad, warn = check_form(form, ident.trust.manifest, previous, require_previous=True)
-    datas = [read_photo(p) for p in photos]
     refs = []
     for i, data in enumerate(datas, 1):
         kind = sniff_type(data[:16]) or "unknown"

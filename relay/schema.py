@@ -86,5 +86,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) STRICT;
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE drafts (
+            election TEXT PRIMARY KEY,
+            form TEXT NOT NULL,
+            updated INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE draft_photos (
+            election TEXT NOT NULL,
+            sheet INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (election, sheet)
+        ) STRICT;
+        """,
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]

@@ -6,10 +6,12 @@
 # Termux must come from F-Droid or GitHub, NOT Google Play (the Play build cannot reach the LAN).
 # Install Termux:API and Termux:Boot from the same source.
 #
-# cryptography needs Rust to build, which Termux does not have: it comes from `pkg` as
-# python-cryptography and is seen through a --system-site-packages venv. This script never
-# pip-installs cryptography (estafet itself is installed with --no-deps, and its pure-Python
-# dependencies are listed one by one below).
+# cryptography comes from `pkg` as python-cryptography (prebuilt Rust part) and is seen through a
+# --system-site-packages venv. Building it with pip would need Termux's `rust` package, clang
+# and a long compile: this script never pip-installs cryptography (estafet itself is installed
+# with --no-deps, and its pure-Python dependencies are listed one by one below). Installing
+# python-cryptography compiles its `cffi` dependency: that needs `clang` and internet access,
+# so run this script where there is signal, before election day.
 set -eu
 
 PREFIX="${PREFIX:-/data/data/com.termux/files/usr}"
@@ -20,7 +22,7 @@ ESTAFET_HOME="${ESTAFET_HOME:-$HOME/.estafet/home}"
 
 echo "== packages"
 pkg update -y
-pkg install -y python python-cryptography python-msgpack termux-services termux-api
+pkg install -y clang python python-cryptography python-msgpack termux-services termux-api
 
 echo "== venv at $ESTAFET_VENV (sees pkg's cryptography and msgpack)"
 mkdir -p "$(dirname "$ESTAFET_VENV")"
@@ -35,7 +37,8 @@ echo "== estafet and its pure-Python dependencies"
 export SKIP_CYTHON=1 AIOHTTP_NO_EXTENSIONS=1 MULTIDICT_NO_EXTENSIONS=1 YARL_NO_EXTENSIONS=1 \
     FROZENLIST_NO_EXTENSIONS=1 PROPCACHE_NO_EXTENSIONS=1
 "$ESTAFET_VENV/bin/pip" install --upgrade pip
-"$ESTAFET_VENV/bin/pip" install "aiohttp>=3.9" "zeroconf>=0.131" "sqlite-utils>=3.35" "click>=8.1"
+"$ESTAFET_VENV/bin/pip" install "aiohttp>=3.9" "zeroconf>=0.131" "sqlite-utils>=4.0" "click>=8.1" \
+    "segno>=1.5"
 "$ESTAFET_VENV/bin/pip" install --no-deps "$SOURCE"
 "$ESTAFET_VENV/bin/pip" check
 ln -sf "$ESTAFET_VENV/bin/estafet" "$PREFIX/bin/estafet"
@@ -63,4 +66,6 @@ Installed. Next steps:
   4. sv-enable estafet && sv up estafet          # logs: $PREFIX/var/log/sv/estafet/current
   5. Open the Termux:Boot app once so the relay starts after a reboot.
   6. Android settings: Battery -> Termux -> Unrestricted (no battery optimisation).
+  7. The officer's app: `estafet app` prints http://127.0.0.1:7421/ and opens it in the browser.
+  8. Android 12+ kills "phantom" processes: keep ONE Termux session; see docs/deploy.md.
 NEXT

@@ -142,14 +142,15 @@ def spawn(cmd: Sequence[str | Path], log: Path, env: dict[str, str]) -> Proc:
     return Proc(log.stem, popen, log)
 
 
-def wait_http(proc: Proc, url: str, timeout: float = 20) -> Any:
-    """Poll ``url`` until it answers JSON; fail early (with the log) if the process died."""
+def wait_http(proc: Proc, url: str, timeout: float = 20, fetch: Any = get_json) -> Any:
+    """Poll ``url`` until ``fetch`` (default: JSON) answers; fail early (with the log) if the
+    process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             pytest.fail(f"{proc.name} exited {proc.popen.returncode}:\n{proc.output()}")
         try:
-            return get_json(url, timeout=2)
+            return fetch(url, timeout=2)
         except OSError:
             time.sleep(0.1)
     pytest.fail(f"{proc.name} did not answer {url} in {timeout}s:\n{proc.output()}")
