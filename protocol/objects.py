@@ -28,24 +28,29 @@ from typing import Any
 
 from . import codec
 from .errors import DecodeError, FormError, ProtocolError, SchemaError
+from .fields import bin_field, check_keys, int_field, str_field
 from .form import FORM_FIELDS, ResultForm, parse_form
 from .manifest import ELECTION_KINDS, Manifest, is_region_code, is_tps_code
 from .photos import PhotoRef
+from .trail import TRAIL_BODIES, AdmissionBody, CorrectionBody, DHasilBody, ObjectionBody
 
 VERSION = 1
 KEY_ID_BYTES = 16
 ID_BYTES = 32
-KINDS = ("revocation", "certificate", "manifest", "void", "receipt", "result", "endorsement")
+KINDS = (
+    "revocation", "certificate", "manifest", "void", "receipt", "admission", "result",
+    "endorsement", "objection", "correction", "dhasil",
+)  # fmt: skip
 FETCH_PRIORITY = {k: i for i, k in enumerate(KINDS)}
-"""Fetch order between peers: revocations and trust first, receipts, then results, then
-endorsements (photos come last, after their result is verified)."""
+"""Fetch order between peers: revocations and trust first, receipts, admissions (they vouch for
+witnesses), then results, endorsements, objections, corrections and D.Hasil (photos come last,
+after the object naming them is verified)."""
 
-ROLES = ("issuer", "kpps-chair", "kpps-member", "witness", "relay", "gateway")
+ROLES = ("issuer", "kpps-chair", "kpps-member", "witness", "relay", "gateway", "ppk")
 RECEIPT_STATUSES = ("accepted", "rejected", "conflict", "superseded", "voided", "held")
 MAX_OBJECT_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 MAX_CHAIN = 3
-_COMMON = ("kind", "v", "signer", "created")
 
 
 def object_id(content: bytes) -> bytes:
@@ -59,35 +64,10 @@ def signing_message(kind: str, content: bytes) -> bytes:
 # --- content of each kind ---------------------------------------------------------------
 
 
-def _int(m: dict[str, Any], key: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
-    v = m.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise SchemaError(f"{key} must be an integer in {lo}..{hi}")
-    return v
-
-
-def _str(m: dict[str, Any], key: str, max_len: int = 200, allow_empty: bool = False) -> str:
-    v = m.get(key)
-    if not isinstance(v, str) or len(v) > max_len or (not v and not allow_empty):
-        raise SchemaError(f"{key} must be a string of at most {max_len} characters")
-    return v
-
-
-def _bin(m: dict[str, Any], key: str, size: int, optional: bool = False) -> bytes | None:
-    v = m.get(key)
-    if v is None and optional:
-        return None
-    if not isinstance(v, bytes) or len(v) != size:
-        raise SchemaError(f"{key} must be {size} bytes")
-    return v
-
-
-def _keys(m: dict[str, Any], kind: str, fields: tuple[str, ...]) -> None:
-    want = set(_COMMON) | set(fields)
-    if set(m) != want:
-        extra = sorted(set(m) - want)
-        missing = sorted(want - set(m))
-        raise SchemaError(f"{kind}: unknown keys {extra}, missing keys {missing}")
+_int = int_field
+_str = str_field
+_bin = bin_field
+_keys = check_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,8 +363,13 @@ Body = (
     | RevocationBody
     | ManifestBody
     | VoidBody
+    | AdmissionBody
+    | ObjectionBody
+    | CorrectionBody
+    | DHasilBody
 )
 _BODY_TYPES: dict[str, Any] = {
+    **TRAIL_BODIES,
     "void": VoidBody,
     "certificate": CertificateBody,
     "result": ResultBody,
@@ -424,7 +409,9 @@ class Envelope:
         b = self.body
         if isinstance(b, ResultBody):
             return b.form.tps
-        if isinstance(b, EndorsementBody | ReceiptBody | VoidBody):
+        if isinstance(b, EndorsementBody | ReceiptBody | VoidBody | AdmissionBody):
+            return b.tps
+        if isinstance(b, ObjectionBody | CorrectionBody):
             return b.tps
         return ""
 
@@ -434,6 +421,8 @@ class Envelope:
         if isinstance(b, ResultBody):
             return b.form.election
         if isinstance(b, EndorsementBody | ReceiptBody | VoidBody):
+            return b.election
+        if isinstance(b, ObjectionBody | CorrectionBody | DHasilBody):
             return b.election
         return ""
 
