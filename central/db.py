@@ -239,9 +239,39 @@ def _m2_enroll_limits(db: sqlite_utils.Database) -> None:
     db.table("voids").create_index(["result"])
 
 
+def _m3_trail(db: sqlite_utils.Database) -> None:
+    """Issue 13: admissions, objections, corrections and D.Hasil, one row each. ``data`` is the
+    parsed body as JSON for display (the raw signed bytes stay in ``objects``); ``seat`` is the
+    admission's witness seat, unique, so a third witness of a pair cannot take a seat."""
+    db.table("trail").create(
+        {
+            "id": bytes,
+            "kind": str,
+            "tps": str,
+            "kecamatan": str,
+            "election": str,
+            "result": bytes,
+            "signer": bytes,
+            "role": str,
+            "created": int,
+            "seat": str,
+            "data": str,
+            "received": int,
+        },
+        pk="id",
+        not_null={"kind", "tps", "kecamatan", "election", "signer", "role", "created", "data",
+                  "received"},
+        strict=True,
+    )  # fmt: skip
+    db.table("trail").create_index(["tps"])
+    db.table("trail").create_index(["kind", "kecamatan"])
+    db.table("trail").create_index(["seat"], unique=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _m1_schema),
     (2, "enrollment failures per code; voids", _m2_enroll_limits),
+    (3, "the paper trail: admissions, objections, corrections, D.Hasil", _m3_trail),
 ]
 """Numbered schema changes. Append only; never edit one that shipped."""
 
@@ -464,6 +494,11 @@ class CentralDB:
     def result_key(self, rid: bytes) -> Row | None:
         return self._one("SELECT tps, election, revision FROM results WHERE id = ?", (rid,))
 
+    def result_numbers(self, rid: bytes) -> Row | None:
+        """One result with its status, votes, valid and invalid (None when not held)."""
+        rows = self._results("r.id = ?", (rid,))
+        return rows[0] if rows else None
+
     def _results(self, where: str, params: tuple[Any, ...]) -> list[Row]:
         """Results joined with their status; ``where`` is one of this class's constant clauses."""
         sql = f"{_RESULTS_SELECT} WHERE {where} {_RESULTS_ORDER}"
@@ -584,6 +619,35 @@ class CentralDB:
             "AND e.statement = 'agree' AND e.signer != r.signer GROUP BY e.result"
         )
         return {bytes(r["result"]): int(r["n"]) for r in rows}
+
+    # --- the paper trail (issue 13) -------------------------------------------------------------
+    def put_trail(self, row: Row) -> None:
+        """One admission, objection, correction or D.Hasil (``data`` a JSON-able dict)."""
+        self._x(
+            "INSERT OR IGNORE INTO trail (id, kind, tps, kecamatan, election, result, signer, "
+            "role, created, seat, data, received) VALUES (:id, :kind, :tps, :kecamatan, "
+            ":election, :result, :signer, :role, :created, :seat, :data, :received)",
+            {**row, "data": json.dumps(row["data"], sort_keys=True)},
+        )
+
+    def seat_holder(self, seat: str) -> bytes | None:
+        row = self._one("SELECT id FROM trail WHERE seat = ?", (seat,))
+        return None if row is None else bytes(row["id"])
+
+    def trail(self, where: str, params: tuple[Any, ...]) -> list[Row]:
+        """Trail rows (with their object status and reason) matching ``where``, oldest first."""
+        rows = self.db.query(
+            "SELECT t.*, o.status, o.reason FROM trail t JOIN objects o ON o.id = t.id "
+            f"WHERE {where} ORDER BY t.created, t.id",
+            params,
+        )
+        return [{**r, "data": json.loads(r["data"])} for r in rows]
+
+    def trail_for_tps(self, tps: str) -> list[Row]:
+        return self.trail("t.tps = ?", (tps,))
+
+    def trail_of_kind(self, kind: str) -> list[Row]:
+        return self.trail("t.kind = ? AND o.status = 'accepted'", (kind,))
 
     # --- enrollment ---------------------------------------------------------------------------
     def put_codes(self, rows: list[Row]) -> None:

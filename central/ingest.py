@@ -56,7 +56,7 @@ from estafet.protocol.objects import (
 )
 from estafet.protocol.tally import resolve_slot, supersede_problem
 
-from . import views
+from . import trail, views
 from .authority import Authority
 from .db import CentralDB, Row
 from .enroll import Enrollment, EnrollResult
@@ -216,6 +216,9 @@ class Central:
             self._on_endorsement(v, now)
         elif v.kind == "void":
             self._on_void(v, now)
+        elif v.kind in trail.TRAIL_KINDS:
+            if trail.handle(self.db, self._record, v, now) and v.kind == "admission":
+                self.trust.learn(v)  # the witness's later objects verify without the chain
         else:
             self._on_trust_object(v, now)
 
