@@ -41,6 +41,7 @@ from estafet.protocol.objects import (
     VoidBody,
     decode_envelope,
 )
+from estafet.protocol.trail import DHasilBody
 
 from .blobs import BlobDir
 from .errors import StoreError, StoreFull
@@ -51,7 +52,7 @@ DEFAULT_QUOTA = 1024 * 1024 * 1024  # 1 GiB: a whole kecamatan of photos with ro
 DISK_RESERVE = 4 * 1024 * 1024
 """Disk space photos never take, whatever the quota: on a full disk the database (and its
 write-ahead log) must still take small objects (results, receipts) while photos wait."""
-DELIVERY_KINDS = ("result", "endorsement")
+DELIVERY_KINDS = ("result", "endorsement", "admission", "objection", "correction", "dhasil")
 PHOTOS_COMPLETE = "photos-complete"
 PHOTOS_NEEDED = (
     "(o.state IS NOT 'rejected' AND coalesce(o.reason, '') NOT LIKE '%" + PHOTOS_COMPLETE + "%')"
@@ -72,6 +73,10 @@ def object_region(v: Verified) -> str:
     """The region an object belongs to, for scoping sync sessions ('' = everywhere)."""
     body = v.envelope.body
     if isinstance(body, ResultBody | EndorsementBody | ReceiptBody | VoidBody):
+        return v.envelope.tps
+    if isinstance(body, DHasilBody):
+        return body.kecamatan
+    if v.envelope.tps:  # admissions, objections, corrections
         return v.envelope.tps
     if isinstance(body, CertificateBody) and body.role != "issuer" and body.scope:
         return body.scope[0]

@@ -18,13 +18,16 @@ from estafet.protocol.objects import (
     LOG_GENESIS,
     Envelope,
     ReceiptBody,
+    ResultBody,
     VoidBody,
     log_entry_hash,
 )
 from estafet.relay import store as store_mod
 from estafet.relay.errors import StoreFull
 from estafet.relay.store import Store, StoreDB
-from tests.kit import TPS_A, TPS_B, World, photo_bytes
+from estafet.crypto.keys import SigningKey
+from estafet.protocol.plenary import Numbers, make_dhasil
+from tests.kit import TPS_A, TPS_B, World, photo_bytes, seeded_key
 
 # the central server's receipt reason saying every photo of the result arrived there: only then
 # may relays drop their copies
@@ -114,6 +117,25 @@ def test_storing_twice_is_a_noop(env: Env) -> None:
     assert env.sdb.get_raw([res.id]) == [res.encode()]
 
 
+def trail_objects(
+    w: World, chair: SigningKey, chair_cert: Envelope, res: Envelope
+) -> dict[str, Envelope]:
+    """One object of each issue-13 kind about ``res``."""
+    saksi = seeded_key("saksi store")
+    adm = w.admit(chair, chair_cert, saksi)
+    ppk, ppk_cert = w.officer("ppk store", role="ppk", scope=("630214",))
+    assert isinstance(res.body, ResultBody)
+    f = res.body.form
+    numbers = {res.id: Numbers(f.tps, f.election, f.votes, f.valid, f.invalid)}
+    dh = make_dhasil("630214", f.election, tuple(f.votes), numbers, {})
+    return {
+        "admission": adm,
+        "objection": w.object_to(saksi, w.admitted_chain(adm, chair_cert), res),
+        "correction": w.correct(ppk, ppk_cert, res, created=w.now + 600),
+        "dhasil": seal("dhasil", dh, ppk, w.now + 900, w.chain(ppk_cert)),
+    }
+
+
 def test_objects_of_every_kind(env: Env) -> None:
     w = env.world
     res, _ = env.result("kinds")
@@ -126,6 +148,7 @@ def test_objects_of_every_kind(env: Env) -> None:
         "result": res,
         "endorsement": w.endorse(member, member_cert, res),
         "void": seal("void", VoidBody(res.id, res.tps, res.election, "test"), w.root, w.now),
+        **trail_objects(w, env.chair, env.chair_cert, res),
     }
     assert set(objects) == set(KINDS)
     for env_ in objects.values():
@@ -137,13 +160,22 @@ def test_objects_of_every_kind(env: Env) -> None:
         assert env.sdb.get_raw([env_.id]) == [env_.encode()]  # exactly the bytes received
         assert env.sdb.raw_by_kind([kind]) == [env_.encode()]
     # only what travels to the central server has a delivery state
-    assert {k for k, r in rows.items() if r["state"] is not None} == {"result", "endorsement"}
+    assert {k for k, r in rows.items() if r["state"] is not None} == set(store_mod.DELIVERY_KINDS)
     assert rows["result"]["state"] == "delivered"  # its receipt was stored before it
     assert rows["endorsement"]["state"] == "pending"
     # scoping: a TPS phone's session includes global objects and its own TPS, not others
     tps_items = {i for _, i in env.sdb.items(TPS_A)}
     assert tps_items == {e.id for e in objects.values()}
-    tps_only = {"result", "receipt", "endorsement", "certificate", "void"}  # region: the TPS
+    tps_only = {
+        "result",
+        "receipt",
+        "endorsement",
+        "certificate",
+        "void",
+        "admission",
+        "objection",
+        "correction",
+    }  # region: the TPS (a D.Hasil: its kecamatan)
     assert {i for _, i in env.sdb.items(TPS_B)} == {
         e.id for k, e in objects.items() if k not in tps_only
     }
