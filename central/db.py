@@ -266,12 +266,16 @@ def _m3_trail(db: sqlite_utils.Database) -> None:
     db.table("trail").create_index(["tps"])
     db.table("trail").create_index(["kind", "kecamatan"])
     db.table("trail").create_index(["seat"], unique=True)
+    # the typed photos-complete mark (was matched in the reason text): in every log entry (the
+    # receipt carries it and the entry hash commits to it) and on the object
+    db.table("log").add_column("photos", int, not_null_default=0)
+    db.table("objects").add_column("photos", int, not_null_default=0)
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _m1_schema),
     (2, "enrollment failures per code; voids", _m2_enroll_limits),
-    (3, "the paper trail: admissions, objections, corrections, D.Hasil", _m3_trail),
+    (3, "the paper trail; typed photos-complete in the log", _m3_trail),
 ]
 """Numbered schema changes. Append only; never edit one that shipped."""
 
@@ -397,8 +401,11 @@ class CentralDB:
             row,
         )
 
-    def set_status(self, oid: bytes, status: str, reason: str) -> None:
-        self._x("UPDATE objects SET status = ?, reason = ? WHERE id = ?", (status, reason, oid))
+    def set_status(self, oid: bytes, status: str, reason: str, photos: bool = False) -> None:
+        self._x(
+            "UPDATE objects SET status = ?, reason = ?, photos = ? WHERE id = ?",
+            (status, reason, int(photos), oid),
+        )
 
     def accepted_raw(self, kind: str) -> list[bytes]:
         rows = self.db.query(
@@ -432,8 +439,8 @@ class CentralDB:
 
     def append_log(self, entry: Row, receipt_id: bytes, receipt: bytes) -> None:
         self._x(
-            "INSERT INTO log (idx, object, status, reason, server_time, prev, hash) VALUES "
-            "(:idx, :object, :status, :reason, :server_time, :prev, :hash)",
+            "INSERT INTO log (idx, object, status, reason, server_time, prev, hash, photos) "
+            "VALUES (:idx, :object, :status, :reason, :server_time, :prev, :hash, :photos)",
             entry,
         )
         self._x(
@@ -570,7 +577,7 @@ class CentralDB:
     def results_naming(self, sha256: bytes) -> list[Row]:
         return list(
             self.db.query(
-                "SELECT r.id, r.tps, r.election, o.status, o.reason FROM photos p"
+                "SELECT r.id, r.tps, r.election, o.status, o.reason, o.photos FROM photos p"
                 " JOIN results r ON r.id = p.result JOIN objects o ON o.id = r.id"
                 " WHERE p.sha256 = ?",
                 (sha256,),

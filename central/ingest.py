@@ -65,8 +65,6 @@ from .metrics import Stats
 
 DB_FILE = "central.db"
 MAX_REASON = 500
-PHOTOS_COMPLETE = "photos-complete"
-"""Marks a result's receipt once all three photos reached the central server."""
 SLOT_REASONS = {"accepted": "", "conflict": "equivocation", "superseded": "later-revision"}
 _OUTER = codec.Limits(
     max_bytes=MAX_MANIFEST_BYTES, max_bin=MAX_MANIFEST_BYTES, max_array=MAX_CHAIN, max_map=3
@@ -226,18 +224,16 @@ class Central:
         self, oid: bytes, kind: str, tps: str, election: str, status: str, reason: str, now: int
     ) -> None:
         """Append a log entry for ``oid`` with a signed receipt, and set its status. A result
-        whose photos are all here keeps the ``photos-complete`` mark in every later receipt."""
+        whose photos are all here carries ``photos_complete`` in every later receipt."""
+        done = False
         if kind == "result" and status != "rejected":
-            base = reason.replace(PHOTOS_COMPLETE, "").strip("; ")
             photos = self.db.photos_of(oid)
             done = bool(photos) and all(p["present"] for p in photos)
-            reason = f"{base}; {PHOTOS_COMPLETE}" if base and done else (
-                PHOTOS_COMPLETE if done else base)  # fmt: skip
         reason = reason[:MAX_REASON]
         index, head = self.db.log_head()
         prev = head or LOG_GENESIS
-        digest = log_entry_hash(prev, index, oid, status, reason, now)
-        body = ReceiptBody(oid, kind, tps, election, status, reason, index, prev, digest)
+        digest = log_entry_hash(prev, index, oid, status, reason, now, done)
+        body = ReceiptBody(oid, kind, tps, election, status, reason, index, prev, digest, done)
         receipt = seal(
             "receipt", body, self.authority.issuer_key, now, (self.authority.issuer_cert.encode(),)
         )
@@ -249,9 +245,10 @@ class Central:
             "server_time": now,
             "prev": prev,
             "hash": digest,
+            "photos": int(done),
         }
         self.db.append_log(entry, receipt.id, receipt.encode())
-        self.db.set_status(oid, status, reason)
+        self.db.set_status(oid, status, reason, done)
 
     # --- per kind -----------------------------------------------------------------------------
     def _revoked(self, v: Verified, now: int) -> bool:
@@ -450,7 +447,7 @@ class Central:
 
     def note_blob(self, sha256: bytes, now: int) -> list[bytes]:
         """A photo blob arrived (the caller checked its hash). Every result whose three photos
-        are now all here gets a new receipt (same status, reason marked ``photos-complete``), so
+        are now all here gets a new receipt (same status and reason, ``photos_complete`` set), so
         the devices that carry it learn they may stop carrying the photos. Returns those
         receipts."""
         if len(sha256) != 32:
@@ -459,7 +456,7 @@ class Central:
         with self.db.write():
             self.db.add_blob(sha256)
             for r in self.db.results_naming(sha256):
-                if r["status"] == "rejected" or PHOTOS_COMPLETE in (r["reason"] or ""):
+                if r["status"] == "rejected" or r["photos"]:
                     continue
                 if not all(p["present"] for p in self.db.photos_of(r["id"])):
                     continue
@@ -482,8 +479,9 @@ class Central:
                 if row["prev"] != prev:
                     raise LogError(index, "does not commit to the previous entry")
                 digest = log_entry_hash(
-                    prev, index, row["object"], row["status"], row["reason"], row["server_time"]
-                )
+                    prev, index, row["object"], row["status"], row["reason"], row["server_time"],
+                    bool(row["photos"]),
+                )  # fmt: skip
                 if digest != row["hash"]:
                     raise LogError(index, "hash does not match the entry")
                 _check_receipt(index, row, issuer_public)
@@ -528,7 +526,9 @@ def _check_receipt(index: int, row: Row, issuer_public: bytes) -> None:
         issuer_public, signing_message("receipt", env.content), env.signature
     ):
         raise LogError(index, "receipt is not signed by the issuer")
-    fields = (body.log_index, body.log_prev, body.log_hash, body.object, body.status, body.reason)
-    want = (index, row["prev"], row["hash"], row["object"], row["status"], row["reason"])
+    fields = (body.log_index, body.log_prev, body.log_hash, body.object, body.status, body.reason,
+              body.photos_complete)  # fmt: skip
+    want = (index, row["prev"], row["hash"], row["object"], row["status"], row["reason"],
+            bool(row["photos"]))  # fmt: skip
     if fields != want or env.created != row["server_time"]:
         raise LogError(index, "receipt does not match the entry")

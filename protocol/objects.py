@@ -9,7 +9,7 @@ Every object that travels is an *envelope*: a canonical msgpack map
   (content version, 1), ``signer`` (16-byte key id) and ``created`` (unix seconds, the
   signer's clock, untrusted), plus the fields of its kind.
 * The object id is ``SHA-256(c)``: the exact content bytes, nothing else.
-* ``s`` is an Ed25519 signature over ``b"estafet/" + kind + b"/v1\\x00" + c`` (domain separated
+* ``s`` is an Ed25519 signature over ``b"estafet/" + kind + b"/v2\\x00" + c`` (domain separated
   by kind and version, so a signature for one kind can never be replayed as another).
 * ``x`` (optional) carries the signer's certificate chain so a result can be checked on its own,
   e.g. from a USB stick. It is routing metadata: not signed, not part of the id, and each
@@ -34,7 +34,9 @@ from .manifest import ELECTION_KINDS, Manifest, is_region_code, is_tps_code
 from .photos import PhotoRef
 from .trail import TRAIL_BODIES, AdmissionBody, CorrectionBody, DHasilBody, ObjectionBody
 
-VERSION = 1
+VERSION = 2
+"""Content version; also in the signing prefix. 2: the trail kinds and the receipt's typed
+``photos_complete`` (issue 13)."""
 KEY_ID_BYTES = 16
 ID_BYTES = 32
 KINDS = (
@@ -58,7 +60,7 @@ def object_id(content: bytes) -> bytes:
 
 
 def signing_message(kind: str, content: bytes) -> bytes:
-    return b"estafet/" + kind.encode("ascii") + b"/v1\x00" + content
+    return b"estafet/" + kind.encode("ascii") + b"/v%d\x00" % VERSION + content
 
 
 # --- content of each kind ---------------------------------------------------------------
@@ -190,6 +192,8 @@ class ReceiptBody:
     log_index: int
     log_prev: bytes
     log_hash: bytes
+    photos_complete: bool = False
+    """The central server holds every photo the object names (a result's three sheets)."""
 
     FIELDS = (
         "object",
@@ -201,6 +205,7 @@ class ReceiptBody:
         "log_index",
         "log_prev",
         "log_hash",
+        "photos_complete",
     )
 
     def to_map(self) -> dict[str, Any]:
@@ -214,6 +219,7 @@ class ReceiptBody:
             "log_index": self.log_index,
             "log_prev": self.log_prev,
             "log_hash": self.log_hash,
+            "photos_complete": self.photos_complete,
         }
 
     @classmethod
@@ -221,6 +227,9 @@ class ReceiptBody:
         status = m.get("status")
         if status not in RECEIPT_STATUSES:
             raise SchemaError(f"receipt status must be one of {RECEIPT_STATUSES}")
+        photos = m.get("photos_complete")
+        if not isinstance(photos, bool):
+            raise SchemaError("receipt photos_complete must be true or false")
         tps = _str(m, "tps", 13, allow_empty=True)
         if tps and not is_tps_code(tps):
             raise SchemaError("receipt tps must be a TPS code or empty")
@@ -234,6 +243,7 @@ class ReceiptBody:
             log_index=_int(m, "log_index"),
             log_prev=_bin(m, "log_prev", 32) or b"",
             log_hash=_bin(m, "log_hash", 32) or b"",
+            photos_complete=photos,
         )
 
 
@@ -503,12 +513,17 @@ LOG_GENESIS = bytes(32)
 
 
 def log_entry_hash(
-    prev: bytes, index: int, object_id_: bytes, status: str, reason: str, server_time: int
+    prev: bytes,
+    index: int,
+    object_id_: bytes,
+    status: str,
+    reason: str,
+    server_time: int,
+    photos_complete: bool = False,
 ) -> bytes:
     """Hash of one ingest-log entry; each entry commits to the previous head ``prev``."""
-    return hashlib.sha256(
-        b"estafet/log/v1\x00" + codec.encode([prev, index, object_id_, status, reason, server_time])
-    ).digest()
+    entry = [prev, index, object_id_, status, reason, server_time, photos_complete]
+    return hashlib.sha256(b"estafet/log/v2\x00" + codec.encode(entry)).digest()
 
 
 def receipt_log_ok(receipt: ReceiptBody, server_time: int) -> bool:
@@ -520,4 +535,5 @@ def receipt_log_ok(receipt: ReceiptBody, server_time: int) -> bool:
         receipt.status,
         receipt.reason,
         server_time,
+        receipt.photos_complete,
     )

@@ -53,10 +53,7 @@ DISK_RESERVE = 4 * 1024 * 1024
 """Disk space photos never take, whatever the quota: on a full disk the database (and its
 write-ahead log) must still take small objects (results, receipts) while photos wait."""
 DELIVERY_KINDS = ("result", "endorsement", "admission", "objection", "correction", "dhasil")
-PHOTOS_COMPLETE = "photos-complete"
-PHOTOS_NEEDED = (
-    "(o.state IS NOT 'rejected' AND coalesce(o.reason, '') NOT LIKE '%" + PHOTOS_COMPLETE + "%')"
-)
+PHOTOS_NEEDED = "(o.state IS NOT 'rejected' AND o.photos_complete = 0)"
 """SQL over ``objects o``: this result's photos must still travel towards the centre (no
 receipt from the central server says they all arrived there)."""
 STATE_FOR_STATUS = {
@@ -113,6 +110,7 @@ def receipt_summary(raw: bytes | None) -> dict[str, Any] | None:
         "id": env.id.hex(),
         "status": body.status,
         "reason": body.reason,
+        "photos_complete": body.photos_complete,
         "log_index": body.log_index,
         "log_hash": body.log_hash.hex(),
         "server_time": env.created,
@@ -203,8 +201,15 @@ class StoreDB:
                     )
             if isinstance(body, ReceiptBody):
                 self.db.execute(
-                    "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?)",
-                    [body.object, env.id, body.log_index, body.status, body.reason],
+                    "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?,?)",
+                    [
+                        body.object,
+                        env.id,
+                        body.log_index,
+                        body.status,
+                        body.reason,
+                        int(body.photos_complete),
+                    ],  # fmt: skip
                 )
                 self._apply_receipts(body.object)
             elif state is not None:
@@ -216,17 +221,18 @@ class StoreDB:
 
     def _apply_receipts(self, object_id: bytes) -> None:
         row = self.db.execute(
-            "SELECT receipt, log_index, status, reason FROM receipts WHERE object = ?"
-            " ORDER BY log_index DESC LIMIT 1",
+            "SELECT receipt, log_index, status, reason, photos_complete FROM receipts"
+            " WHERE object = ? ORDER BY log_index DESC LIMIT 1",
             [object_id],
         ).fetchone()
         if row is None:
             return
-        receipt, index, status, reason = row
+        receipt, index, status, reason, photos = row
         self.db.execute(
-            "UPDATE objects SET state = ?, reason = ?, receipt = ?, receipt_index = ?"
-            " WHERE id = ? AND state IS NOT NULL AND (receipt_index IS NULL OR receipt_index <= ?)",
-            [STATE_FOR_STATUS[status], reason, receipt, index, object_id, index],
+            "UPDATE objects SET state = ?, reason = ?, receipt = ?, receipt_index = ?,"
+            " photos_complete = ? WHERE id = ? AND state IS NOT NULL"
+            " AND (receipt_index IS NULL OR receipt_index <= ?)",
+            [STATE_FOR_STATUS[status], reason, receipt, index, photos, object_id, index],
         )
 
     def has(self, ids: Iterable[bytes]) -> set[bytes]:
@@ -267,8 +273,8 @@ class StoreDB:
 
     def objects(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql = (
-            "SELECT id, kind, tps, election, created, origin, state, reason, receipt, revoked"
-            " FROM objects"
+            "SELECT id, kind, tps, election, created, origin, state, reason, receipt, revoked,"
+            " photos_complete FROM objects"
         )
         args: list[Any] = []
         if kind:

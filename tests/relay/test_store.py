@@ -31,7 +31,6 @@ from tests.kit import TPS_A, TPS_B, World, photo_bytes, seeded_key
 
 # the central server's receipt reason saying every photo of the result arrived there: only then
 # may relays drop their copies
-PHOTOS_DONE = getattr(store_mod, "PHOTOS_COMPLETE", "photos-complete")
 
 
 class Env:
@@ -65,7 +64,9 @@ class Env:
             self.store.blobs.write_whole(sha, data)
             self.sdb.add_blob(sha, len(data), at or self.world.now)
 
-    def receipt(self, obj: Envelope, status: str, index: int, reason: str = "") -> Envelope:
+    def receipt(
+        self, obj: Envelope, status: str, index: int, reason: str = "", photos: bool = False
+    ) -> Envelope:
         created = self.world.now + 1000 + index
         body = ReceiptBody(
             object=obj.id,
@@ -76,7 +77,8 @@ class Env:
             reason=reason,
             log_index=index,
             log_prev=LOG_GENESIS,
-            log_hash=log_entry_hash(LOG_GENESIS, index, obj.id, status, reason, created),
+            log_hash=log_entry_hash(LOG_GENESIS, index, obj.id, status, reason, created, photos),
+            photos_complete=photos,
         )
         return seal("receipt", body, self.world.issuer, created)
 
@@ -261,7 +263,7 @@ def test_eviction_takes_only_receipted_relayed_photos_oldest_first(env: Env) -> 
     env.add_blobs(p_wait)
     env.add_blobs(p_mine)
     for i, r in enumerate((done_old, done_new, mine)):
-        env.put(env.receipt(r, "accepted", 10 + i, PHOTOS_DONE))
+        env.put(env.receipt(r, "accepted", 10 + i, photos=True))
     env.sdb.quota = env.sdb.usage()  # exactly full
 
     env.sdb.make_room(1)  # one photo is enough: the oldest evictable one goes
@@ -302,7 +304,7 @@ def test_a_photo_shared_with_an_undelivered_result_is_never_evicted(env: Env) ->
     env.put(done)
     env.put(waiting)
     env.add_blobs([shared])
-    env.put(env.receipt(done, "accepted", 1, PHOTOS_DONE))
+    env.put(env.receipt(done, "accepted", 1, photos=True))
     env.sdb.quota = env.sdb.usage()
     with pytest.raises(StoreFull):
         env.sdb.make_room(1)
@@ -319,7 +321,7 @@ def test_store_full_still_accepts_small_objects(env: Env) -> None:
     # receipts, endorsements and results keep flowing: objects are never refused for space
     member, member_cert = env.world.officer("member", role="kpps-member", scope=(TPS_A,))
     other, _ = env.result("full-2")
-    assert env.put(env.receipt(res, "accepted", 1, PHOTOS_DONE)) is True
+    assert env.put(env.receipt(res, "accepted", 1, photos=True)) is True
     assert env.put(env.world.endorse(member, member_cert, res)) is True
     assert env.put(other) is True
     assert env.sdb.usage() > env.sdb.quota

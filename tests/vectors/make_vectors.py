@@ -176,6 +176,7 @@ def build() -> dict[str, dict[str, Any]]:
         "status": "accepted",
         "reason": "",
         "server_time": server_time,
+        "photos_complete": False,
         "hash_hex": log_hash.hex(),
     }
     for v in out.values():
