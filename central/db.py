@@ -487,6 +487,11 @@ class CentralDB:
             ":issuer, :signer_label, :received, :votes, :valid, :invalid, :warnings)",
             row,
         )
+        self.put_photos(photos)
+
+    def put_photos(self, photos: list[Row]) -> None:
+        """Photo commitments of one object (a result, or a trail object's optional photos:
+        the ``result`` column holds the naming object's id)."""
         for p in photos:
             self._x(
                 "INSERT OR REPLACE INTO photos (result, sheet, sha256, size, type) "
@@ -577,9 +582,8 @@ class CentralDB:
     def results_naming(self, sha256: bytes) -> list[Row]:
         return list(
             self.db.query(
-                "SELECT r.id, r.tps, r.election, o.status, o.reason, o.photos FROM photos p"
-                " JOIN results r ON r.id = p.result JOIN objects o ON o.id = r.id"
-                " WHERE p.sha256 = ?",
+                "SELECT o.id, o.kind, o.tps, o.election, o.status, o.reason, o.photos"
+                " FROM photos p JOIN objects o ON o.id = p.result WHERE p.sha256 = ?",
                 (sha256,),
             )
         )

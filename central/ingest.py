@@ -65,6 +65,8 @@ from .metrics import Stats
 
 DB_FILE = "central.db"
 MAX_REASON = 500
+PHOTO_KINDS = ("result", "admission", "objection", "correction")
+"""Kinds whose receipts say ``photos_complete`` once every photo they name is here."""
 SLOT_REASONS = {"accepted": "", "conflict": "equivocation", "superseded": "later-revision"}
 _OUTER = codec.Limits(
     max_bytes=MAX_MANIFEST_BYTES, max_bin=MAX_MANIFEST_BYTES, max_array=MAX_CHAIN, max_map=3
@@ -226,7 +228,7 @@ class Central:
         """Append a log entry for ``oid`` with a signed receipt, and set its status. A result
         whose photos are all here carries ``photos_complete`` in every later receipt."""
         done = False
-        if kind == "result" and status != "rejected":
+        if kind in PHOTO_KINDS and status != "rejected":
             photos = self.db.photos_of(oid)
             done = bool(photos) and all(p["present"] for p in photos)
         reason = reason[:MAX_REASON]
@@ -460,7 +462,7 @@ class Central:
                     continue
                 if not all(p["present"] for p in self.db.photos_of(r["id"])):
                     continue
-                self._record(r["id"], "result", r["tps"], r["election"], r["status"],
+                self._record(r["id"], r["kind"], r["tps"], r["election"], r["status"],
                              r["reason"] or "", now)  # fmt: skip
                 receipt = self.db.latest_receipt(r["id"])
                 if receipt is not None:

@@ -24,7 +24,13 @@ from estafet.crypto.trust import Verified
 from estafet.protocol.manifest import Manifest, kecamatan_of
 from estafet.protocol.plenary import Numbers, add_up, check_dhasil
 from estafet.protocol.tally import ResultRow
-from estafet.protocol.trail import AdmissionBody, CorrectionBody, DHasilBody, ObjectionBody
+from estafet.protocol.trail import (
+    AdmissionBody,
+    CorrectionBody,
+    DHasilBody,
+    ObjectionBody,
+    object_photos,
+)
 
 from .db import CentralDB, Row
 
@@ -86,6 +92,10 @@ def handle(db: CentralDB, record: Record, v: Verified, now: int) -> bool:
         ):
             reason = "invalid-content: the named result is for another TPS or election"
     db.put_trail(row)
+    db.put_photos(
+        [{"result": v.id, "sheet": p.sheet, "sha256": p.sha256, "size": p.size, "type": p.type}
+         for p in object_photos(v.envelope.body)]
+    )  # fmt: skip
     status = "rejected" if reason else "accepted"
     record(v.id, v.kind, row["tps"], row["election"] if v.kind != "admission" else "", status,
            reason, now)  # fmt: skip

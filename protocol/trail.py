@@ -281,3 +281,12 @@ TRAIL_BODIES: dict[str, Any] = {
     "correction": CorrectionBody,
     "dhasil": DHasilBody,
 }
+
+
+def object_photos(body: object) -> tuple[PhotoRef, ...]:
+    """The photos a trail object names (they travel as blobs, like a result's sheets)."""
+    if isinstance(body, AdmissionBody):
+        return body.mandate
+    if isinstance(body, ObjectionBody | CorrectionBody):
+        return body.photos
+    return ()

@@ -41,7 +41,13 @@ from estafet.protocol.objects import (
     VoidBody,
     decode_envelope,
 )
-from estafet.protocol.trail import DHasilBody
+from estafet.protocol.trail import (
+    AdmissionBody,
+    CorrectionBody,
+    DHasilBody,
+    ObjectionBody,
+    object_photos,
+)
 
 from .blobs import BlobDir
 from .errors import StoreError, StoreFull
@@ -193,8 +199,9 @@ class StoreDB:
             if peer:
                 self._holder(env.id, peer)
             body = env.body
-            if isinstance(body, ResultBody):
-                for p in body.photos:
+            if isinstance(body, ResultBody | AdmissionBody | ObjectionBody | CorrectionBody):
+                photos = body.photos if isinstance(body, ResultBody) else object_photos(body)
+                for p in photos:
                     self.db.execute(
                         "INSERT OR IGNORE INTO photos VALUES (?,?,?,?)",
                         [env.id, p.sheet, p.sha256, p.size],
@@ -209,7 +216,7 @@ class StoreDB:
                         body.status,
                         body.reason,
                         int(body.photos_complete),
-                    ],  # fmt: skip
+                    ],
                 )
                 self._apply_receipts(body.object)
             elif state is not None:

@@ -114,7 +114,7 @@ def test_the_seat_rule_survives_a_restart(central: Central, world: World, tmp_pa
     second = world.admit(chair, chair_cert, seeded_key("w2"), pair=1, seat=1)
     assert central.ingest(first.encode(), NOW + 3700)[1] == "accepted"
     central.trust._seats.clear()  # as after a restart: only central.db remembers the seat
-    raw, status = central.ingest(second.encode(), NOW + 3800)
+    _raw, status = central.ingest(second.encode(), NOW + 3800)
     assert status == "rejected"
     refused = [a for a in central.tps_detail(TPS_A)["admissions"] if a["id"] == second.id.hex()]
     assert "seat-taken" in refused[0]["reason"]
@@ -132,3 +132,29 @@ def test_an_objection_naming_another_tps_result_is_rejected(central: Central, wo
     body = ObjectionBody(a.id, TPS_A, "gubernur", "salah TPS", ())
     env = seal("objection", body, member, NOW + 700, world.chain(member_cert))
     assert central.ingest(env.encode(), NOW + 800)[1] == "rejected"
+
+
+def test_objection_photos_are_confirmed_like_result_photos(central: Central, world: World) -> None:
+    """The photo of the C.Kejadian Khusus form travels as a blob; the objection's receipt says
+    photos_complete once it is here."""
+    import hashlib
+
+    from estafet.protocol.objects import ReceiptBody, decode_envelope
+    from tests.kit import photo_bytes, photo_refs
+
+    chair, chair_cert = world.officer("chair A")
+    member, member_cert = world.officer("member A", role="kpps-member")
+    a, _ = world.result(chair, chair_cert)
+    central.ingest(a.encode(), NOW + 600)
+    photo = photo_bytes("C.Kejadian Khusus")
+    obj = world.object_to(member, world.chain(member_cert), a, photos=photo_refs([photo]))
+    raw, _status = central.ingest(obj.encode(), NOW + 700)
+    assert raw is not None
+    first = decode_envelope(raw).body
+    assert isinstance(first, ReceiptBody) and first.photos_complete is False
+    receipts = central.note_blob(hashlib.sha256(photo).digest(), NOW + 800)
+    bodies = [decode_envelope(r).body for r in receipts]
+    assert [(b.object, b.object_kind, b.photos_complete) for b in bodies] == [  # type: ignore[union-attr]
+        (obj.id, "objection", True)
+    ]
+    central.verify_log()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore, Verified
 from estafet.protocol.objects import (
@@ -22,11 +23,10 @@ from estafet.protocol.objects import (
     VoidBody,
     log_entry_hash,
 )
+from estafet.protocol.plenary import Numbers, make_dhasil
 from estafet.relay import store as store_mod
 from estafet.relay.errors import StoreFull
 from estafet.relay.store import Store, StoreDB
-from estafet.crypto.keys import SigningKey
-from estafet.protocol.plenary import Numbers, make_dhasil
 from tests.kit import TPS_A, TPS_B, World, photo_bytes, seeded_key
 
 # the central server's receipt reason saying every photo of the result arrived there: only then
