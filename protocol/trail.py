@@ -23,6 +23,8 @@ live in :mod:`estafet.crypto.trust` and in the central server.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -290,3 +292,32 @@ def object_photos(body: object) -> tuple[PhotoRef, ...]:
     if isinstance(body, ObjectionBody | CorrectionBody):
         return body.photos
     return ()
+
+
+KEY_CODE_GROUP = 4
+
+
+def key_code(public: bytes) -> str:
+    """The witness's public key as a code a chair can type: base32 of the 32-byte key and a
+    4-character check, in groups of four (``ABCD-EFGH-...``, 14 groups)."""
+    if len(public) != 32:
+        raise SchemaError("a public key is 32 bytes")
+    check = hashlib.sha256(b"estafet/key-code\x00" + public).digest()[:3]
+    text = base64.b32encode(public + check).decode("ascii")
+    return "-".join(text[i : i + KEY_CODE_GROUP] for i in range(0, len(text), KEY_CODE_GROUP))
+
+
+def parse_key_code(code: str) -> bytes:
+    """The public key of a typed :func:`key_code`; spaces, dashes and case are ignored, and a
+    mistyped character fails the check (SchemaError) instead of admitting the wrong key."""
+    text = "".join(c for c in code.upper() if c not in " -\t")
+    if len(text) != 56 or not text.isascii():
+        raise SchemaError("a key code has 56 letters and digits (14 groups of 4)")
+    try:
+        raw = base64.b32decode(text)
+    except ValueError as exc:
+        raise SchemaError("a key code uses the letters A-Z and digits 2-7") from exc
+    public = raw[:32]
+    if key_code(public).replace("-", "") != text:
+        raise SchemaError("the key code's check does not match: a character is mistyped")
+    return public
