@@ -83,9 +83,16 @@ def test_witness_objects_ppk_corrects_and_signs_the_dhasil(world: World, tmp_pat
     assert isinstance(res.body, ResultBody)
     f = res.body.form
     votes = {**f.votes, "2": f.votes["2"] + 1}
-    corr = plenary.correct(ppk, ppk_key, root, res.id,
-                           {"votes": votes, "valid": f.valid + 1, "invalid": f.invalid - 1},
-                           "hitung ulang di pleno", photo_bytes("berita acara"), NOW + DAY)  # fmt: skip
+    corr = plenary.correct(
+        ppk,
+        ppk_key,
+        root,
+        res.id,
+        {"votes": votes, "valid": f.valid + 1, "invalid": f.invalid - 1},
+        "hitung ulang di pleno",
+        photo_bytes("berita acara"),
+        NOW + DAY,
+    )
     view = plenary.trail_view(ppk.sync_db(), _trust(ppk, world), KEC, NOW + DAY + 1)
     [tps] = [t for t in view["tps"] if t["tps"] == TPS_A]
     assert tps["state"] == "ready" and tps["corrections"][0]["standing"] is True
