@@ -180,9 +180,9 @@ def dhasil_status(
                            "tps_counted": len(mine)},
                 "dhasil": None, "state": "none",
             }  # fmt: skip
-            d = standing.get((kec, e.kind))
-            if d is not None:
-                view["dhasil"], view["state"], view["problems"] = _check(db, d, mine)
+            held = standing.get((kec, e.kind))
+            if held is not None:
+                view["dhasil"], view["state"], view["problems"] = _check(db, held, mine)
             out.append(view)
     return out
 
