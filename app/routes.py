@@ -343,16 +343,13 @@ def _flatten(form: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def _photo_field(data: dict[str, Any], name: str) -> bytes | None:
-    """An optional base64 JPEG/PNG in a JSON body; HTTPBadRequest when it is not one."""
+    """An optional base64 JPEG/PNG in a JSON body; ValueError when it is not one."""
     value = data.get(name)
     if value in (None, ""):
         return None
-    try:
-        photo = base64.b64decode(str(value), validate=True)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text='{"error": "bad-photo"}') from exc
+    photo = base64.b64decode(str(value), validate=True)  # binascii.Error is a ValueError
     if not photo or sniff_type(photo[:16]) is None:
-        raise web.HTTPBadRequest(text='{"error": "bad-photo"}')
+        raise ValueError("not a JPEG or PNG")
     return photo
 
 
@@ -369,7 +366,10 @@ async def object_to(api: Api, request: web.Request) -> web.Response:
     reason = str(data.get("reason", "")).strip()
     if not 0 < len(reason) <= MAX_OBJECTION_REASON:
         return _fail(400, "objection-reason")
-    photo = _photo_field(data, "photo")
+    try:
+        photo = _photo_field(data, "photo")
+    except ValueError:
+        return _fail(400, "bad-photo")
     try:
         oid = await api.port.object_to(key, rid, reason, [photo] if photo else [])
     except (PortError, ProtocolError) as exc:
@@ -388,6 +388,10 @@ async def admit(api: Api, request: web.Request) -> web.Response:
         return _fail(400, "bad-admission")
     elections = (str(election),) if role == "witness" else tuple(api.port.identity()["elections"])
     try:
+        mandate = _photo_field(data, "mandate")
+    except ValueError:
+        return _fail(400, "bad-photo")
+    try:
         aid = await api.port.admit(
             key,
             str(data.get("code", "")),
@@ -396,7 +400,7 @@ async def admit(api: Api, request: web.Request) -> web.Response:
             seat,
             elections,
             str(data.get("name", ""))[:200],
-            _photo_field(data, "mandate"),
+            mandate,
         )
     except (PortError, ProtocolError) as exc:
         return _fail(400, "admit-refused", str(exc))
