@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .run import Demo
+from .forms import make_png
+
+Demo = Any  # demo.run.Demo (not imported: run imports this module)
 
 KECAMATAN = "630214"
 
@@ -32,8 +33,6 @@ def _init(demo: Demo, p: Any, *extra: str) -> None:
 
 
 def paper_trail(demo: Demo) -> None:
-    from .run import make_png
-
     chair, tps = demo.phones[0], demo.tps[0]
     result = demo.result_ids[(tps, "bupati")]
     # a witness of pair 2 arrives with a mandate letter; its phone is not enrolled
@@ -93,8 +92,6 @@ def _plenary(demo: Demo, tps: str, result: str) -> None:
     numbers = demo.work / "pleno.json"
     numbers.write_text(json.dumps({"votes": votes}))
     minutes = demo.work / "berita-acara.png"
-    from .run import make_png
-
     minutes.write_bytes(make_png("berita acara pleno"))
     demo.cli("ppk", "correct", "--home", str(demo.ppk.home), "--id", result, "--numbers",
              str(numbers), "--reason", "hitung ulang di pleno PPK: 1 suara pindah ke paslon 2",
