@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from estafet.protocol.errors import ProtocolError
+from estafet.protocol.errors import ProtocolError, Violation
 from estafet.protocol.form import check_form
 from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import (
@@ -52,6 +52,7 @@ from estafet.protocol.objects import (
     signing_message,
 )
 from estafet.protocol.photos import check_photos
+from estafet.protocol.trail import AdmissionBody, CorrectionBody, DHasilBody, ObjectionBody
 
 from .errors import VerifyError
 from .keys import key_id, verify_signature
@@ -60,8 +61,12 @@ CLOCK_SKEW = 24 * 3600
 ARRIVAL_GRACE = 30 * 24 * 3600
 MANIFEST_RULES = frozenset({"tps-unknown", "election-unknown"})
 """Hard rules that may break only because the receiver's manifest is older than the signer's."""
-DEVICE_ROLES = ("kpps-chair", "kpps-member", "witness", "relay", "gateway")
+DEVICE_ROLES = ("kpps-chair", "kpps-member", "witness", "relay", "gateway", "ppk")
 ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
+    "admission": ("kpps-chair",),
+    "objection": ("kpps-member", "witness", "ptps"),
+    "correction": ("ppk",),
+    "dhasil": ("ppk",),
     "result": ("kpps-chair",),
     "endorsement": ("kpps-chair", "kpps-member", "witness"),
     "receipt": ("issuer",),
@@ -70,7 +75,25 @@ ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
     "revocation": ("root",),
     "void": ("root", "issuer"),
 }
-MAX_CHAIN_DEPTH = 2
+MAX_CHAIN_DEPTH = 3
+"""object <- admission <- chair certificate <- issuer certificate (<- the pinned root)."""
+ADMITTED_SERIAL = -1
+"""Serial of the certificate a verifier derives from an admission: no revocation entry names a
+negative serial, so an admitted key is revoked by its key id or through its chair."""
+
+
+def admitted_certificate(body: AdmissionBody) -> CertificateBody:
+    """The certificate an admission amounts to: its role, its one TPS, its elections, its day."""
+    return CertificateBody(
+        serial=ADMITTED_SERIAL,
+        subject=body.subject,
+        role=body.role,
+        scope=(body.tps,),
+        elections=body.elections,
+        not_before=body.not_before,
+        not_after=body.not_after,
+        label=body.label,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +138,7 @@ class TrustStore:
     revocation: RevocationBody | None = None
     revocation_envelope: Envelope | None = None
     _certs: dict[bytes, tuple[Envelope, CertificateBody]] = field(default_factory=dict)
+    _seats: dict[tuple[str, str, int, int], bytes] = field(default_factory=dict)
 
     @property
     def root_id(self) -> bytes:
@@ -130,6 +154,12 @@ class TrustStore:
             if key_id(body.subject) in self._certs:
                 return False
             self._certs[key_id(body.subject)] = (env, body)
+            return True
+        if isinstance(body, AdmissionBody):
+            if key_id(body.subject) in self._certs:
+                return False
+            self._certs[key_id(body.subject)] = (env, admitted_certificate(body))
+            self._seats.setdefault(body.seat_key, env.id)
             return True
         if isinstance(body, ManifestBody):
             if self.manifest is None or body.manifest.version > self.manifest.version:
@@ -191,11 +221,16 @@ class TrustStore:
                 except ProtocolError:
                     continue
                 cb = cert_env.body
-                if isinstance(cb, CertificateBody) and key_id(cb.subject) == env.signer:
+                if isinstance(cb, CertificateBody | AdmissionBody) and (
+                    key_id(cb.subject) == env.signer
+                ):
                     cert_signer = self._signer(cert_env, now, chain, allow_revoked, depth + 1)
                     self._check(cert_env, cert_signer, now, allow_revoked, True)
-                    held = (cert_env, cb)
+                    cert = admitted_certificate(cb) if isinstance(cb, AdmissionBody) else cb
+                    held = (cert_env, cert)
                     self._certs[env.signer] = held
+                    if isinstance(cb, AdmissionBody):
+                        self._seats.setdefault(cb.seat_key, cert_env.id)
                     break
         if held is None:
             raise VerifyError("unknown-signer", f"no certificate for key {env.signer.hex()}")
@@ -257,7 +292,11 @@ class TrustStore:
         body = env.body
         if isinstance(body, CertificateBody):
             self._check_certificate(body, signer)
-        elif isinstance(body, ResultBody | EndorsementBody):
+        elif isinstance(body, AdmissionBody):
+            self._check_admission(env, body, signer)
+        elif isinstance(body, DHasilBody):
+            self._check_dhasil(body, signer)
+        elif isinstance(body, ResultBody | EndorsementBody | ObjectionBody | CorrectionBody):
             cert = signer.cert
             assert cert is not None
             tps = body.form.tps if isinstance(body, ResultBody) else body.tps
@@ -270,6 +309,10 @@ class TrustStore:
                 )
             if isinstance(body, ResultBody) and check_content:
                 return self._check_result(body)
+            if isinstance(body, ObjectionBody) and body.photos:
+                self._refuse_photos(check_photos(list(body.photos), exact=False))
+            if isinstance(body, CorrectionBody) and check_content:
+                self._check_correction(body)
         elif isinstance(body, VoidBody) and signer.cert is not None:
             if not signer.cert.covers(body.tps):
                 raise VerifyError("out-of-scope", f"issuer may not void a result of {body.tps}")
@@ -307,3 +350,61 @@ class TrustStore:
             )
             raise VerifyError(reason, "; ".join(str(v) for v in bad))
         return warnings
+
+    # --- the paper trail (issue 13) -------------------------------------------------------
+    def _check_admission(self, env: Envelope, body: AdmissionBody, signer: Signer) -> None:
+        """A chair admits only at its own TPS, for its elections, on the day it signs, at most
+        ``MAX_SEATS`` witnesses per pair (the seat number), one admission per seat."""
+        chair = signer.cert
+        assert chair is not None
+        if body.tps not in chair.scope:
+            raise VerifyError("out-of-scope", f"a chair admits only at its own TPS, not {body.tps}")
+        if not set(body.elections) <= set(chair.elections):
+            raise VerifyError("out-of-scope", "admission for elections outside the chair's")
+        if not body.not_before - self.skew <= env.created <= body.not_after:
+            raise VerifyError("out-of-window", "an admission is signed within the day it covers")
+        if body.role == "witness" and self.manifest is not None:
+            election = self.manifest.election(body.elections[0])
+            if election is not None and body.pair not in election.ballot_numbers:
+                raise VerifyError("invalid-content", f"no candidate pair {body.pair}")
+        if body.mandate:
+            self._refuse_photos(check_photos(list(body.mandate), exact=False))
+        held = self._seats.get(body.seat_key)
+        if held is not None and held != env.id:
+            raise VerifyError(
+                "seat-taken",
+                f"pair {body.pair} seat {body.seat} at TPS {body.tps} is held by admission "
+                f"{held.hex()[:16]}",
+            )
+
+    def _check_correction(self, body: CorrectionBody) -> None:
+        if self.manifest is None:
+            return
+        hard, _warn = check_form(body.form, self.manifest)
+        bad = [v for v in hard if v.rule != "revision-supersedes"]
+        if body.photos:
+            bad.extend(check_photos(list(body.photos), exact=False))
+        self._refuse_photos(bad)
+
+    def _check_dhasil(self, body: DHasilBody, signer: Signer) -> None:
+        cert = signer.cert
+        assert cert is not None
+        if not cert.covers(body.kecamatan) or body.election not in cert.elections:
+            raise VerifyError(
+                "out-of-scope",
+                f"key serial {cert.serial} may not sign the D.Hasil of {body.kecamatan}",
+            )
+        if body.valid != sum(body.votes.values()):
+            raise VerifyError("invalid-content", "D.Hasil valid is not the sum of its votes")
+        if self.manifest is not None:
+            election = self.manifest.election(body.election)
+            want = {str(n) for n in election.ballot_numbers} if election else set()
+            if election is not None and set(body.votes) != want:
+                raise VerifyError("invalid-content", "D.Hasil votes are not the election's pairs")
+
+    @staticmethod
+    def _refuse_photos(bad: list[Violation]) -> None:
+        if bad:
+            rules = {v.rule for v in bad}
+            reason = "manifest-mismatch" if rules <= MANIFEST_RULES else "invalid-content"
+            raise VerifyError(reason, "; ".join(str(v) for v in bad))
