@@ -92,6 +92,7 @@ class Central:
         self.stats = Stats()
         self.enrollment = Enrollment(self.db, authority, valid_until=valid_until)
         self._issued: list[bytes] = []
+        self.version = 0  # bumped on every change the status view shows (web.py caches by it)
         self._relearn()
 
     def take_issued(self) -> list[bytes]:
@@ -229,6 +230,7 @@ class Central:
         self.db.append_log(entry, receipt.id, receipt.encode())
         self.db.set_status(oid, status, reason)
         self._issued.append(receipt.encode())
+        self.version += 1
 
     # --- per kind -----------------------------------------------------------------------------
     def _revoked(self, v: Verified, now: int) -> bool:
@@ -383,6 +385,7 @@ class Central:
         self._issued.clear()  # left by a write that failed (rolled back): never handed out
         with self.db.write():
             self.db.add_blob(sha256)
+            self.version += 1
             for r in self.db.results_naming(sha256):
                 if r["status"] == "rejected" or PHOTOS_COMPLETE in (r["reason"] or ""):
                     continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from estafet.crypto.trust import TrustStore
+from estafet.pages.model import enrich
 from estafet.protocol.manifest import desa_of, kecamatan_of
 from estafet.protocol.objects import LOG_GENESIS
 from estafet.protocol.tally import ResultRow, progress
@@ -35,9 +36,14 @@ def _row(r: Row) -> ResultRow:
 def status(db: CentralDB, trust: TrustStore) -> dict[str, Any]:
     manifest = trust.manifest
     assert manifest is not None
-    rows = [_row(r) for r in db.live_results() if r["status"] in ("accepted", "conflict")]
+    live = [r for r in db.live_results() if r["status"] in ("accepted", "conflict")]
     present = db.present_photo_blobs()
-    view = progress(manifest, rows, present.__contains__)
+    view = progress(manifest, [_row(r) for r in live], present.__contains__)
+    counted_at: dict[str, list[int]] = {}
+    for r in live:
+        if r["status"] == "accepted":
+            counted_at.setdefault(r["election"], []).append(int(r["received"]))
+    enrich(view, manifest, counted_at, db.last_heard())
     revoked = [
         {
             "id": r["id"].hex(),
@@ -126,6 +132,7 @@ def tps_detail(db: CentralDB, trust: TrustStore, tps: str) -> dict[str, Any]:
             {
                 "kind": e.kind,
                 "ballot_numbers": list(e.ballot_numbers),
+                "pairs": e.pair_names(),
                 "state": "accepted" if counted else "conflict" if conflict else "missing",
                 "counted": counted[0]["id"].hex() if counted else None,
                 "results": [_result_view(db, r, endorsements) for r in mine],
