@@ -84,3 +84,41 @@ async def test_gateway_recap_offline(tmp_path: Path) -> None:
     finally:
         await phone.stop()
         await gateway.stop()
+
+
+async def test_gateway_recap_is_cached_until_the_store_changes(tmp_path: Path) -> None:
+    """Repeated requests verify nothing again; a poller with the ETag gets 304; a new object
+    changes the answer."""
+    import aiohttp
+
+    world = World()
+    phone = make_node(world, tmp_path, "phone", role="kpps-chair", scope=(TPS_A,))
+    gateway = make_node(world, tmp_path, "gw", role="gateway", scope=("630214",))
+    submit_result(phone.store, phone.key, world.root.public, form_json("bupati"),
+                  _photos(tmp_path, "b"), world.now)  # fmt: skip
+    await phone.start()
+    await gateway.start()
+    calls = []
+    verify = gateway.trust.verify
+    gateway.trust.verify = lambda *a, **k: calls.append(1) or verify(*a, **k)  # type: ignore[method-assign]
+    url = f"http://127.0.0.1:{gateway.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/api/status") as r:
+                etag = r.headers["ETag"]
+            before = len(calls)
+            for path in ("/", "/api/status") * 5:
+                async with http.get(url + path) as r:
+                    assert r.status == 200 and r.headers["ETag"] == etag
+            async with http.get(url + "/", headers={"If-None-Match": etag}) as r:
+                assert r.status == 304
+            assert len(calls) == before
+            assert (await phone.sync_now(url)).ok
+            async with http.get(url + "/api/status", headers={"If-None-Match": etag}) as r:
+                assert r.status == 200 and r.headers["ETag"] != etag
+                view = await r.json()
+        bupati = next(e for e in view["elections"] if e["kind"] == "bupati")
+        assert bupati["tps_accepted"] == 1 and bupati["timeline"]["counts"][-1] == 1
+    finally:
+        await phone.stop()
+        await gateway.stop()
