@@ -1,7 +1,8 @@
 """HTTP face of the central server: aiohttp routes added to the node's application.
 
 Routes: ``GET /`` (dashboard), ``GET /tps/{code}`` (TPS page), ``GET /tps/{code}/tps-{code}.zip``
-(the TPS's signed objects, photos and trust anchor, for ``estafet verify``), ``GET /api/status`` (JSON),
+(the TPS's signed objects, photos and trust anchor, for ``estafet verify``), ``GET /api/status``
+(JSON),
 ``GET /metrics`` (Prometheus), ``POST /v1/enroll`` (msgpack in and out). The node's own API
 serves ``/v1/blobs/{sha256hex}``, which the TPS page uses for photos.
 
@@ -30,8 +31,8 @@ from aiohttp import web
 from estafet.pages.cache import Snapshot, StatusCache, snapshot
 from estafet.pages.dashboard import csp, render_dashboard, render_error, render_tps
 from estafet.protocol import codec
-from estafet.relay.blobs import BlobDir
 from estafet.protocol.errors import ProtocolError
+from estafet.relay.blobs import BlobDir
 
 from .errors import EnrollError, UnknownTpsError
 from .ingest import Central
@@ -122,7 +123,9 @@ class _Handlers:
     @staticmethod
     def _not_modified(request: web.Request, snap: Snapshot) -> web.Response | None:
         if request.headers.get("If-None-Match") == snap.etag:
-            return web.Response(status=304, headers={"ETag": snap.etag, "Cache-Control": "no-cache"})
+            return web.Response(
+                status=304, headers={"ETag": snap.etag, "Cache-Control": "no-cache"}
+            )
         return None
 
     async def dashboard(self, request: web.Request) -> web.Response:
@@ -152,8 +155,11 @@ class _Handlers:
         central = self._central(request)
         if central.trust.manifest is None or code not in central.trust.manifest.tps:
             raise web.HTTPNotFound()
-        anchor = {"root_public": central.trust.root_public.hex(),
-                  "root_id": central.trust.root_id.hex(), "name": central.trust.manifest.name}
+        anchor = {
+            "root_public": central.trust.root_public.hex(),
+            "root_id": central.trust.root_id.hex(),
+            "name": central.trust.manifest.name,
+        }
         trust = json.dumps(anchor, indent=2).encode()  # what `central trust` prints  # fmt: skip
         blobs = BlobDir(central.home / "node" / "blobs")
 

@@ -16,18 +16,18 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from .sheet import sheet_png
 
 PASSPHRASE = "demo-passphrase-not-secret"  # noqa: S105 - a demo on loopback, by design
 PACE = {"fast": 0.5, "normal": 1.0, "slow": 3.0}
@@ -41,34 +41,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def make_png(seed: str, width: int = 480, height: int = 360) -> bytes:
-    """A real (viewable) PNG: a grey gradient with a seed-dependent stripe, ~0.17 MB raw."""
-    shade = zlib.crc32(seed.encode()) % 200
-    rows = bytearray()
-    for y in range(height):
-        rows.append(0)
-        stripe = (y // 20) % 2 == 0
-        rows.extend(
-            bytes(((x + shade) % 256 if stripe else (y + shade) % 256) for x in range(width))
-        )
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + tag
-            + data
-            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(bytes(rows), 1))
-        + chunk(b"IEND", b"")
-    )
 
 
 def demo_form(election: str, tps: str, ballots: list[int], i: int) -> dict[str, Any]:
@@ -283,11 +255,14 @@ class Demo:
         for i, (ph, tps) in enumerate(zip(self.phones, self.tps, strict=True)):
             for election, nums in ballots.items():
                 form = ph.home / f"{election}.json"
-                form.write_text(json.dumps(demo_form(election, tps, nums, i)))
+                doc = demo_form(election, tps, nums, i)
+                form.write_text(json.dumps(doc))
                 photos = []
                 for sheet in (1, 2, 3):
                     f = ph.home / f"{election}-sheet{sheet}.png"
-                    f.write_bytes(make_png(f"{tps}-{election}-{sheet}"))
+                    f.write_bytes(
+                        sheet_png(tps, election, sheet, doc["votes"], doc["valid"], doc["invalid"])
+                    )
                     photos += ["--photo", str(f)]
                 self.cli("result", "submit", "--home", str(ph.home), "--form", str(form), *photos)
             self.say(f"KPPS {tps}: signed 2 results with 6 photos (no signal here)")

@@ -51,9 +51,7 @@ def _not_counted(view: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for tps in kec["missing"]:
                 out.setdefault(tps, {"missing": [], "conflict": []})["missing"].append(el["kind"])
     for c in view["conflicts"]:
-        out.setdefault(c["tps"], {"missing": [], "conflict": []})["conflict"].append(
-            c["election"]
-        )
+        out.setdefault(c["tps"], {"missing": [], "conflict": []})["conflict"].append(c["election"])
     return out
 
 

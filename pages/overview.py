@@ -102,7 +102,7 @@ def _kecamatan(el: dict[str, Any]) -> str:
             f"{meter(k['tps_accepted'], k['tps_expected'], label)}"
             f'<span class="c">{e(k["tps_accepted"])} / {e(k["tps_expected"])}</span>'
             f'<span class="s"><span><span class="lbl">foto </span>'
-            f'{e(k["tps_photos_complete"])}</span> '
+            f"{e(k['tps_photos_complete'])}</span> "
             f'<span{" class=bad" if conflict else ""}><span class="lbl">konflik </span>'
             f"{conflict}</span> {extra}</span></summary>"
             f'<div class="desa">{_missing_by_desa(k)}</div></details>'

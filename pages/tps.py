@@ -29,10 +29,7 @@ def bundle_name(tps: str) -> str:
 
 def verify_command(tps: str) -> str:
     name = bundle_name(tps)
-    return (
-        f"unzip {name}\n"
-        f"estafet verify --trust tps-{tps}/trust.json tps-{tps}/"
-    )
+    return f"unzip {name}\nestafet verify --trust tps-{tps}/trust.json tps-{tps}/"
 
 
 def _photos(photos: list[dict[str, Any]]) -> str:
@@ -74,7 +71,7 @@ def _endorsements(r: dict[str, Any]) -> str:
         objects = "object" in str(x["statement"])
         what = "KEBERATAN" if objects else "setuju"
         items.append(
-            f'<li><strong{" class=bad" if objects else ""}>{e(what)}</strong> — {e(x["role"])} '
+            f"<li><strong{' class=bad' if objects else ''}>{e(what)}</strong> — {e(x['role'])} "
             f'<span class="code">{e(str(x["signer"])[:16])}</span> '
             f"({e(x['status'])}{' ' + e(x['reason']) if x['reason'] else ''})</li>"
         )

@@ -71,8 +71,7 @@ def _received(sdb: StoreDB) -> dict[bytes, int]:
 
 def _last_heard(sdb: StoreDB) -> dict[str, int]:
     rows = sdb.db.execute(
-        "SELECT tps, max(received) FROM objects WHERE tps IS NOT NULL AND tps != ''"
-        " GROUP BY tps"
+        "SELECT tps, max(received) FROM objects WHERE tps IS NOT NULL AND tps != '' GROUP BY tps"
     )
     return {str(t): int(n) for t, n in rows}
 

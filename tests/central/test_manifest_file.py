@@ -142,7 +142,9 @@ PAIRS = 'pairs = ["Satu & Dua", "Tiga <b>&</b> Empat", "Lima & Enam"]'
 
 def test_pair_names_travel_in_the_signed_manifest(copy: Path) -> None:
     text = copy.read_text(encoding="utf-8")
-    copy.write_text(text.replace("ballot_numbers = [1, 2, 3]", f"ballot_numbers = [1, 2, 3]\n{PAIRS}"))
+    copy.write_text(
+        text.replace("ballot_numbers = [1, 2, 3]", f"ballot_numbers = [1, 2, 3]\n{PAIRS}")
+    )
     m = load_manifest_file(copy)
     bupati = m.election("bupati")
     assert bupati is not None and bupati.pair_names()["2"] == "Tiga <b>&</b> Empat"
@@ -164,6 +166,8 @@ def test_pair_names_travel_in_the_signed_manifest(copy: Path) -> None:
 )
 def test_bad_pair_names(copy: Path, pairs: str, message: str) -> None:
     text = copy.read_text(encoding="utf-8")
-    copy.write_text(text.replace("ballot_numbers = [1, 2, 3]", f"ballot_numbers = [1, 2, 3]\n{pairs}"))
+    copy.write_text(
+        text.replace("ballot_numbers = [1, 2, 3]", f"ballot_numbers = [1, 2, 3]\n{pairs}")
+    )
     with pytest.raises(ManifestFileError, match=message):
         load_manifest_file(copy)

@@ -68,7 +68,9 @@ async def test_pages_and_status(client: Client, central: Central, world: World) 
     assert "estafet_central_log_length 2" in await resp.text()
 
 
-async def test_status_is_computed_once_per_change(client: Client, central: Central, world: World) -> None:
+async def test_status_is_computed_once_per_change(
+    client: Client, central: Central, world: World
+) -> None:
     """Many requests, one computation; an ingest (and a photo) makes the next one recompute;
     a poller holding the ETag gets 304 until then."""
     cache = client.server.app[CACHE_KEY]
@@ -115,7 +117,7 @@ async def test_tps_zip_holds_the_signed_objects(
     page = await (await client.get(f"/tps/{TPS_A}")).text()
     assert f"estafet verify --trust tps-{TPS_A}/trust.json tps-{TPS_A}/" in page
     assert (await client.get(f"/tps/{TPS_A}/tps-6302142001002.zip")).status == 404
-    assert (await client.get(f"/tps/6302999999001/tps-6302999999001.zip")).status == 404
+    assert (await client.get("/tps/6302999999001/tps-6302999999001.zip")).status == 404
 
 
 async def test_unknown_tps_pages(client: Client) -> None:
