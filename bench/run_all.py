@@ -13,6 +13,7 @@ crashes cannot take the others with it, and none inherits another's memory or th
   7  an idle node daemon: CPU, wake-ups, peak RSS
   8  node run -> ready
   9  a village relay's disk after carrying a kecamatan
+  10 /api/status and / latency under 8 clients vs a static file of the same size
 
 ``--quick`` is a smoke run (small sizes, one repeat, under ~90 s): it checks that every bench
 still works and gives no verdicts. Exit status: 0, or 2 if a bench crashed (or, with
@@ -39,8 +40,9 @@ BENCHES = [  # (name, script, figures it reports)
     ("ingest", "bench_ingest.py", ["6"]),
     ("daemon", "bench_daemon.py", ["7", "8"]),
     ("store", "bench_store.py", ["9"]),
+    ("dashboard", "bench_dashboard.py", ["10"]),
 ]
-FIGURES = [str(i) for i in range(1, 10)]
+FIGURES = [str(i) for i in range(1, 11)]
 
 
 def reconcile_rows(report: dict[str, Any], quick: bool) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ COMMANDS = {
     "node": ("estafet.cli.node", "node"),
     "result": ("estafet.cli.node", "result"),
     "bundle": ("estafet.cli.node", "bundle"),
-    "verify": ("estafet.cli.node", "verify"),
+    "verify": ("estafet.cli.verify", "verify"),
     "demo": ("estafet.cli.demo", "demo"),
 }
 SHORT_HELP = {
@@ -25,7 +25,7 @@ SHORT_HELP = {
     "node": "Run and inspect a relay node (phone, village relay, PPK gateway).",
     "result": "Sign and endorse TPS results (KPPS officers, witnesses).",
     "bundle": "Carry objects on a USB stick or SD card where no network reaches.",
-    "verify": "Check an exported object (or a bundle folder) offline.",
+    "verify": "Check an exported object, a bundle folder or a TPS zip offline.",
     "demo": "Central, gateway, relay and KPPS phones on loopback: results hop, receipts return.",
 }
 

@@ -272,11 +272,24 @@ class Demo:
         return st["delivered"], st["pending"] + st["delivered"] + st["conflict"] + st["rejected"]
 
     def wait_for(self, what: str, cond: Callable[[], bool], timeout: float) -> None:
+        """Poll ``cond``; on a terminal, show what is awaited and for how long on stderr."""
         t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if cond():
-                return
-            time.sleep(0.3)
+        live = sys.stderr.isatty()
+        try:
+            while time.monotonic() - t0 < timeout:
+                if cond():
+                    return
+                if live:
+                    waited = time.monotonic() - t0
+                    sys.stderr.write(
+                        f"\r  waiting for {what} ... {waited:4.0f} s / {timeout:.0f} s"
+                    )
+                    sys.stderr.flush()
+                time.sleep(0.3)
+        finally:
+            if live:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
         raise RuntimeError(f"timed out waiting for: {what}")
 
     def run(self) -> dict[str, Any]:

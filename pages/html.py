@@ -35,13 +35,16 @@ letter-spacing:.04em}
 .big{font-size:1.7rem;font-weight:700;line-height:1.1}
 .pct{color:var(--muted);font-weight:400;font-size:1rem}
 svg{display:block;width:100%;height:auto}
+svg.m10{height:10px}svg.m12{height:12px}svg.m14{height:14px}
 .chart{max-width:480px}
 .stats{display:flex;flex-wrap:wrap;gap:.2rem .9rem;font-size:.9rem;margin:.3rem 0}
 .bad{color:var(--bad);font-weight:600}.ok{color:var(--ok)}
-.pair{display:grid;grid-template-columns:2rem minmax(0,1fr) auto;gap:0 .5rem;
-align-items:center;margin:.5rem 0}
-.pair .name{overflow-wrap:anywhere}.pair .v{text-align:right;font-variant-numeric:tabular-nums}
-.pair svg{grid-column:2/4}
+.pair{display:grid;grid-template-columns:2rem minmax(0,1fr) auto;gap:.15rem .5rem;
+align-items:center;margin:.6rem 0}
+.pair .no{grid-row:1/3}
+.pair .name{grid-column:2/4;overflow-wrap:anywhere;line-height:1.25}
+.pair .v{text-align:right;font-variant-numeric:tabular-nums;font-weight:600;white-space:nowrap}
+.pair svg{grid-column:2;grid-row:2}
 .no{width:1.8rem;height:1.8rem;border-radius:50%;background:#e3eaf4;text-align:center;
 font-weight:700;line-height:1.8rem}
 .lead .no{background:var(--accent);color:#fff}
@@ -52,10 +55,11 @@ padding:.45rem .1rem;cursor:pointer;list-style:none;align-items:center}
 .kec summary .n{font-weight:600;overflow-wrap:anywhere}
 .kec summary .n::before{content:"\\25B8 ";color:var(--muted)}
 .kec[open] summary .n::before{content:"\\25BE "}
-.kec summary svg{grid-column:1/-1}
-.kec summary .c{text-align:right;font-variant-numeric:tabular-nums}
+.kec summary svg{grid-column:1/-1;grid-row:2}
+.kec summary .c{text-align:right;font-variant-numeric:tabular-nums;grid-column:2;grid-row:1;
+font-weight:600}
 .kec summary .s{grid-column:1/-1;font-size:.85rem;color:var(--muted)}
-.kec .hdr{display:none}
+.kechdr{display:none}
 .desa{margin:.1rem 0 .6rem 1rem;font-size:.92rem}
 .desa p{margin:.25rem 0}
 .desa a{display:inline-block;min-width:2.6rem;padding:.15rem .2rem}
@@ -78,12 +82,13 @@ border-radius:6px;text-decoration:none;font-weight:600}
 @media(min-width:760px){
 main{padding:1rem}
 .cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:0 1.2rem}
-.kec summary,.kec .hdr{grid-template-columns:minmax(9rem,1.3fr) minmax(6rem,1.6fr) 5.5rem
-5rem 5rem}
-.obj .kec summary,.obj .kec .hdr{grid-template-columns:minmax(9rem,1.3fr) minmax(6rem,1.6fr)
-5.5rem 5rem 5rem 5.5rem}
-.kec .hdr{display:grid;gap:.1rem .6rem;font-size:.8rem;color:var(--muted);padding:.2rem .1rem}
-.kec summary svg{grid-column:auto}
+.kec summary,.kechdr{grid-template-columns:minmax(8rem,2fr) minmax(3rem,1fr) 4.5rem
+4rem 4rem}
+.obj .kec summary,.obj .kechdr{grid-template-columns:minmax(8rem,2fr) minmax(3rem,1fr)
+4.5rem 4rem 4rem 4.5rem}
+.kechdr{display:grid;gap:.1rem .6rem;font-size:.8rem;color:var(--muted);padding:.2rem .1rem}
+.kechdr span:nth-child(n+3){text-align:right}
+.kec summary svg,.kec summary .c{grid-column:auto;grid-row:auto}
 .kec summary .s{display:contents}
 .kec summary .s span{text-align:right}
 .kec .lbl{display:none}
@@ -91,7 +96,7 @@ main{padding:1rem}
 .result{grid-template-columns:minmax(0,1fr) minmax(0,2fr)}
 }
 @media(min-width:1100px){.elections{display:grid;grid-template-columns:minmax(0,1fr)
-minmax(0,1fr);gap:0 .7rem}}
+minmax(0,1fr);gap:0 .7rem}.elections .cols{display:block}}
 """
 
 

@@ -5,7 +5,8 @@ grouped by desa, and the TPS to chase, longest silent first.
 
 Mobile first: one column at 360 px, two from 760 px. The page refreshes itself without a reload:
 the script asks for ``/`` again with ``If-None-Match`` (the server answers 304 until the store
-changes), parses the answer with ``DOMParser`` and swaps ``#app``. The HTML it swaps in is the
+changes), parses the answer's ``#app`` part (no style or script in it, so the page's CSP has
+nothing to refuse) with ``DOMParser`` and swaps ``#app``. The HTML it swaps in is the
 server's own escaped rendering, so no untrusted text ever reaches ``innerHTML``.
 """
 
@@ -18,6 +19,11 @@ from .charts import LEAD, OTHER, meter, progress_chart
 from .html import e, num, page, pct, time_tag
 
 REFRESH_MS = 5000
+CHASE_SHOWN = 15
+CHASE_HEAD = (
+    "<thead><tr><th>TPS</th><th>Desa, kecamatan</th><th>Kurang</th>"
+    "<th>Terakhir terdengar</th></tr></thead>"
+)
 KINDS = {"gubernur": "Gubernur", "bupati": "Bupati", "walikota": "Wali Kota"}
 
 SCRIPT = """
@@ -31,7 +37,9 @@ async function tick(){const u=document.getElementById('updated');
  try{const h={};if(etag)h['If-None-Match']=etag;
   const r=await fetch(location.pathname,{cache:'no-store',headers:h});
   if(r.status===200){etag=r.headers.get('ETag');
-   const doc=new DOMParser().parseFromString(await r.text(),'text/html');
+   const t=await r.text();const a=t.indexOf('<div id="app">'),b=t.lastIndexOf('</main>');
+   if(a<0||b<a)return;
+   const doc=new DOMParser().parseFromString(t.slice(a,b),'text/html');
    const fresh=doc.getElementById('app');const app=document.getElementById('app');
    if(fresh&&app){const open=new Set([...app.querySelectorAll('details[open]')].map(d=>d.id));
     for(const d of fresh.querySelectorAll('details'))if(open.has(d.id))d.open=true;
@@ -73,7 +81,8 @@ def _missing_by_desa(kec: dict[str, Any]) -> str:
     out = [f'<p class="muted">{len(kec["missing"])} TPS belum masuk:</p>']
     for desa, codes in sorted(groups.items(), key=lambda kv: names.get(kv[0], kv[0])):
         links = " ".join(
-            f'<a href="/tps/{e(c)}" title="TPS {e(c)}" aria-label="TPS {e(c)}">{e(c[10:])}</a>'
+            f'<a href="/tps/{e(c)}" title="TPS {e(c)}" aria-label="TPS {e(c[10:])}, kode {e(c)}">'
+            f"{e(c[10:])}</a>"
             for c in codes
         )
         out.append(f"<p><strong>{e(names.get(desa, desa))}</strong>: TPS {links}</p>")
@@ -83,7 +92,7 @@ def _missing_by_desa(kec: dict[str, Any]) -> str:
 def _kecamatan(el: dict[str, Any]) -> str:
     objections = any("tps_objections" in k for k in el["kecamatan"])
     head = (
-        '<div class="hdr" aria-hidden="true"><span>Kecamatan</span><span>Progres</span>'
+        '<div class="kechdr" aria-hidden="true"><span>Kecamatan</span><span>Progres</span>'
         "<span>Dihitung</span><span>Foto lengkap</span><span>Konflik</span>"
         f"{'<span>Keberatan</span>' if objections else ''}</div>"
     )
@@ -142,7 +151,11 @@ def _chase(status: dict[str, Any]) -> str:
     if not rows:
         return '<section class="card"><h2>TPS yang perlu dihubungi</h2><p>Tidak ada.</p></section>'
     body = []
-    for r in rows:
+    for i, r in enumerate(rows):
+        if i == CHASE_SHOWN:
+            body.append("</tbody></table></div><details><summary>tampilkan "
+                        f"{len(rows) - CHASE_SHOWN} lagi</summary><div class=\"scroll\"><table>"
+                        f"{CHASE_HEAD}<tbody>")  # fmt: skip
         what = [f"belum: {', '.join(r['missing'])}"] if r["missing"] else []
         what += [f"konflik: {', '.join(r['conflict'])}"] if r["conflict"] else []
         heard = r["last_heard"]
@@ -160,9 +173,9 @@ def _chase(status: dict[str, Any]) -> str:
     return (
         '<section class="card" id="chase"><h2>TPS yang perlu dihubungi</h2>'
         f'<p class="muted">{total} TPS belum lengkap{more}; yang paling lama tanpa kabar di '
-        'atas.</p><div class="scroll"><table><thead><tr><th>TPS</th><th>Desa, kecamatan</th>'
-        "<th>Kurang</th><th>Terakhir terdengar</th></tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></div></section>"
+        f'atas.</p><div class="scroll"><table>{CHASE_HEAD}'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+        f"{'</details>' if len(rows) > CHASE_SHOWN else ''}</section>"
     )
 
 
