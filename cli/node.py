@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -403,7 +404,7 @@ def bundle_export(home: Path | None, to: Path) -> None:
     h.load_config()
     store = Store.open(h.path, int(time.time()))
     try:
-        err = click.get_text_stream("stderr")
+        err = sys.stderr
         with click.progressbar(length=0, label="exporting", file=err, show_pos=True) as bar:
             n_obj, n_blob = bundles.export_bundle(store, to, bar.update)
     finally:
@@ -433,7 +434,7 @@ def bundle_import(home: Path | None, src: Path) -> None:
         from estafet.relay.local import Identity
 
         scope = cfg.scope or Identity(store.sync_db(), root, now).body.scope[0]
-        err = click.get_text_stream("stderr")
+        err = sys.stderr
         with click.progressbar(length=total, label="importing", file=err) as bar:
             rep = bundles.import_bundle(store, TrustStore(root), src, scope, now, bar.update)
     finally:

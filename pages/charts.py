@@ -60,7 +60,7 @@ def progress_chart(start: int | None, step: int, counts: list[int], expected: in
                    f'fill="{TEXT}">{t}</text>')  # fmt: skip
     if counts and start is not None:
         n = max(len(counts) - 1, 1)
-        pts = []
+        pts: list[str] = []
         for i, c in enumerate(counts):
             x = left + pw * i / n
             y = top + ph - ph * c / ymax

@@ -37,6 +37,7 @@ letter-spacing:.04em}
 svg{display:block;width:100%;height:auto}
 svg.m10{height:10px}svg.m12{height:12px}svg.m14{height:14px}
 .chart{max-width:480px}
+@media(max-width:480px){svg.chart text{font-size:15px}}
 .stats{display:flex;flex-wrap:wrap;gap:.2rem .9rem;font-size:.9rem;margin:.3rem 0}
 .bad{color:var(--bad);font-weight:600}.ok{color:var(--ok)}
 .pair{display:grid;grid-template-columns:2rem minmax(0,1fr) auto;gap:.15rem .5rem;

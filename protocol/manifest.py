@@ -64,7 +64,9 @@ class Election:
             raise ManifestError(f"{self.kind}: ballot numbers must be distinct, 1..99")
         if self.pairs and len(self.pairs) != len(nums):
             raise ManifestError(f"{self.kind}: pairs must name every ballot number, in order")
-        if any(not isinstance(p, str) or not p.strip() or len(p) > MAX_PAIR_NAME for p in self.pairs):
+        if any(
+            not isinstance(p, str) or not p.strip() or len(p) > MAX_PAIR_NAME for p in self.pairs
+        ):
             raise ManifestError(f"{self.kind}: a pair name must be 1..{MAX_PAIR_NAME} characters")
 
     def pair_names(self) -> dict[str, str]:
