@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from estafet.relay.local import submit_result
+from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
 from tests.kit import TPS_A, World, form_json
 from tests.relay.nodes import make_node
@@ -57,10 +58,8 @@ async def test_phone_relay_gateway(tmp_path: Path) -> None:
             await n.stop()
 
 
-async def test_gateway_recap_offline(tmp_path: Path) -> None:
-    """A PPK gateway shows the kecamatan recap from the signed results it holds."""
-    import aiohttp
-
+async def _phone_and_gateway(tmp_path: Path) -> tuple[Node, Node]:
+    """A KPPS phone holding a signed bupati result and a Hampang gateway, both started."""
     world = World()
     phone = make_node(world, tmp_path, "phone", role="kpps-chair", scope=(TPS_A,))
     gateway = make_node(world, tmp_path, "gw", role="gateway", scope=("630214",))
@@ -68,6 +67,14 @@ async def test_gateway_recap_offline(tmp_path: Path) -> None:
                   _photos(tmp_path, "b"), world.now)  # fmt: skip
     await phone.start()
     await gateway.start()
+    return phone, gateway
+
+
+async def test_gateway_recap_offline(tmp_path: Path) -> None:
+    """A PPK gateway shows the kecamatan recap from the signed results it holds."""
+    import aiohttp
+
+    phone, gateway = await _phone_and_gateway(tmp_path)
     try:
         assert (await phone.sync_now(f"http://127.0.0.1:{gateway.port}")).ok
         async with aiohttp.ClientSession() as http:
@@ -91,13 +98,7 @@ async def test_gateway_recap_is_cached_until_the_store_changes(tmp_path: Path) -
     changes the answer."""
     import aiohttp
 
-    world = World()
-    phone = make_node(world, tmp_path, "phone", role="kpps-chair", scope=(TPS_A,))
-    gateway = make_node(world, tmp_path, "gw", role="gateway", scope=("630214",))
-    submit_result(phone.store, phone.key, world.root.public, form_json("bupati"),
-                  _photos(tmp_path, "b"), world.now)  # fmt: skip
-    await phone.start()
-    await gateway.start()
+    phone, gateway = await _phone_and_gateway(tmp_path)
     calls = []
     verify = gateway.trust.verify
     gateway.trust.verify = lambda *a, **k: calls.append(1) or verify(*a, **k)  # type: ignore[method-assign]
