@@ -71,7 +71,15 @@ def _pairs(el: dict[str, Any]) -> str:
     return "".join(rows)
 
 
-def _missing_by_desa(kec: dict[str, Any]) -> str:
+def _tps_ref(code: str, text: str, linked: bool, label: str = "") -> str:
+    """A link to the TPS page where the server has one (the central), else plain text."""
+    if not linked:
+        return f'<span class="code">{e(text)}</span>'
+    aria = f' aria-label="{e(label)}"' if label else ""
+    return f'<a href="/tps/{e(code)}" title="TPS {e(code)}"{aria}>{e(text)}</a>'
+
+
+def _missing_by_desa(kec: dict[str, Any], linked: bool) -> str:
     if not kec["missing"]:
         return "<p>Semua TPS sudah masuk.</p>"
     names = {d["code"]: d["name"] for d in kec.get("desa", [])}
@@ -80,16 +88,12 @@ def _missing_by_desa(kec: dict[str, Any]) -> str:
         groups[tps[:10]].append(tps)
     out = [f'<p class="muted">{len(kec["missing"])} TPS belum masuk:</p>']
     for desa, codes in sorted(groups.items(), key=lambda kv: names.get(kv[0], kv[0])):
-        links = " ".join(
-            f'<a href="/tps/{e(c)}" title="TPS {e(c)}" aria-label="TPS {e(c[10:])}, kode {e(c)}">'
-            f"{e(c[10:])}</a>"
-            for c in codes
-        )
+        links = " ".join(_tps_ref(c, c[10:], linked, f"TPS {c[10:]}, kode {c}") for c in codes)
         out.append(f"<p><strong>{e(names.get(desa, desa))}</strong>: TPS {links}</p>")
     return "".join(out)
 
 
-def _kecamatan(el: dict[str, Any]) -> str:
+def _kecamatan(el: dict[str, Any], linked: bool) -> str:
     objections = any("tps_objections" in k for k in el["kecamatan"])
     head = (
         '<div class="kechdr" aria-hidden="true"><span>Kecamatan</span><span>Progres</span>'
@@ -101,7 +105,7 @@ def _kecamatan(el: dict[str, Any]) -> str:
         label = f"{k['name']}: {k['tps_accepted']} dari {k['tps_expected']} TPS dihitung"
         conflict = int(k["tps_conflict"])
         extra = (
-            f'<span><span class="lbl">keberatan </span>{e(k["tps_objections"])}</span>'
+            f'<span><span class="lbl">keberatan </span>{e(k.get("tps_objections", 0))}</span>'
             if objections
             else ""
         )
@@ -114,12 +118,12 @@ def _kecamatan(el: dict[str, Any]) -> str:
             f"{e(k['tps_photos_complete'])}</span> "
             f'<span{" class=bad" if conflict else ""}><span class="lbl">konflik </span>'
             f"{conflict}</span> {extra}</span></summary>"
-            f'<div class="desa">{_missing_by_desa(k)}</div></details>'
+            f'<div class="desa">{_missing_by_desa(k, linked)}</div></details>'
         )
     return f'<div class="{"obj" if objections else ""}">{head}{"".join(rows)}</div>'
 
 
-def _election(el: dict[str, Any]) -> str:
+def _election(el: dict[str, Any], linked: bool) -> str:
     kind = KINDS.get(el["kind"], el["kind"])
     where = el.get("region_name") or el["region"]
     done, expected = int(el["tps_accepted"]), int(el["tps_expected"])
@@ -139,11 +143,12 @@ def _election(el: dict[str, Any]) -> str:
         f'<p class="muted">sah {e(num(el["valid"]))} · tidak sah {e(num(el["invalid"]))}</p>'
         "</div><div><h3>TPS dihitung per 15 menit sejak TPS ditutup</h3>"
         f"{progress_chart(tl['start'], tl['step'], tl['counts'], expected)}</div></div>"
-        f"<h3>Per kecamatan (ketuk untuk TPS yang belum masuk)</h3>{_kecamatan(el)}</section>"
+        "<h3>Per kecamatan (ketuk untuk TPS yang belum masuk)</h3>"
+        f"{_kecamatan(el, linked)}</section>"
     )
 
 
-def _chase(status: dict[str, Any]) -> str:
+def _chase(status: dict[str, Any], linked: bool) -> str:
     rows = status.get("chase")
     if rows is None:
         return ""
@@ -165,7 +170,7 @@ def _chase(status: dict[str, Any]) -> str:
             else '<span class="bad">belum pernah</span>'
         )
         body.append(
-            f'<tr><td><a href="/tps/{e(r["tps"])}" class="code">{e(r["tps"])}</a></td>'
+            f'<tr><td class="code">{_tps_ref(r["tps"], r["tps"], linked)}</td>'
             f"<td>{e(r['desa'])}, {e(r['kecamatan'])}</td><td>{e('; '.join(what))}</td>"
             f"<td>{when}</td></tr>"
         )
@@ -190,18 +195,20 @@ def _table(title: str, anchor: str, header: list[str], rows: list[list[str]]) ->
     )
 
 
-def _tps_link(code: str) -> str:
-    return f'<a href="/tps/{e(code)}" class="code">{e(code)}</a>'
+def _tps_link(code: str, linked: bool) -> str:
+    return f'<span class="code">{_tps_ref(code, code, linked)}</span>'
 
 
 def render_dashboard(status: dict[str, Any], nonce: str) -> str:
-    """The overview page of a status view (see :mod:`estafet.pages.model` for its fields)."""
+    """The overview page of a status view (see :mod:`estafet.pages.model` for its fields).
+    TPS codes link to ``/tps/<code>`` unless the view says ``"tps_pages": False`` (a gateway)."""
+    linked = bool(status.get("tps_pages", True))
     conflicts = _table(
         "Konflik: dua hasil berbeda untuk satu TPS",
         "conflicts",
         ["TPS", "pemilihan", "hasil", "penanda tangan"],
         [
-            [_tps_link(c["tps"]), e(c["election"]),
+            [_tps_link(c["tps"], linked), e(c["election"]),
              f'<span class="code">{e(" ".join(c["objects"]))}</span>',
              f'<span class="code">{e(" ".join(c["signers"]))}</span>']
             for c in status["conflicts"]
@@ -212,7 +219,8 @@ def render_dashboard(status: dict[str, Any], nonce: str) -> str:
         "revoked",
         ["TPS", "pemilihan", "hasil", "penanda tangan"],
         [
-            [_tps_link(r["tps"]), e(r["election"]), f'<span class="code">{e(r["id"])}</span>',
+            [_tps_link(r["tps"], linked), e(r["election"]),
+             f'<span class="code">{e(r["id"])}</span>',
              f'<span class="code">{e(r["signer"])}</span>']
             for r in status["revoked_results"]
         ],
@@ -222,10 +230,10 @@ def render_dashboard(status: dict[str, Any], nonce: str) -> str:
         f"<h1>{e(status['name'])}</h1><p>log {e(num(log['length']))} entri · "
         f'<span id="updated">langsung</span></p>'
     )
-    elections = "".join(_election(el) for el in status["elections"])
+    elections = "".join(_election(el, linked) for el in status["elections"])
     body = (
         f'<div id="app"><div class="elections">{elections}</div>'
-        f"{_chase(status)}{conflicts}{revoked}"
+        f"{_chase(status, linked)}{conflicts}{revoked}"
         f'<p class="muted code">kepala log {e(log["head"])}</p></div>'
     )
     return page(status["name"], header, body, nonce, SCRIPT)

@@ -68,7 +68,7 @@ def _endorsements(r: dict[str, Any]) -> str:
         return "<p>Belum ada saksi yang menandatangani.</p>"
     items = []
     for x in r["endorsements"]:
-        objects = "object" in str(x["statement"])
+        objects = x["statement"] == "object"
         what = "KEBERATAN" if objects else "setuju"
         items.append(
             f"<li><strong{' class=bad' if objects else ''}>{e(what)}</strong> — {e(x['role'])} "

@@ -59,6 +59,7 @@ def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
         for v in verified if v.revoked is not None
     ]  # fmt: skip
     view["log"] = {"length": len(verified), "head": "(hasil yang dipegang di sini, bukan log KPU)"}
+    view["tps_pages"] = False  # a gateway serves no /tps/<code> pages
     received = _received(sdb)
     enrich(view, manifest, _counted_at(view, held, received), _last_heard(sdb))
     return view
