@@ -9,6 +9,7 @@ byte pieces, so a response is a ``bytes.join``; the JSON is cached encoded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -24,10 +25,17 @@ class Snapshot:
     status: dict[str, Any]
     json: bytes
     page_parts: tuple[bytes, ...]
+    epoch: str = ""  # the cache's random id: versions restart at 0 with the process
 
     @property
     def etag(self) -> str:
-        return f'W/"v{self.version}"'
+        return f'W/"{self.epoch}v{self.version}"'
+
+    def matches(self, if_none_match: str | None) -> bool:
+        """Whether a request's ``If-None-Match`` names this snapshot (answer 304)."""
+        return if_none_match is not None and self.etag in (
+            t.strip() for t in if_none_match.split(",")
+        )
 
     def page(self, nonce: str) -> bytes:
         return nonce.encode().join(self.page_parts)
@@ -55,6 +63,7 @@ class StatusCache:
         self._compute = compute
         self._snap: Snapshot | None = None
         self._lock = asyncio.Lock()
+        self.epoch = secrets.token_hex(4)
         self.computed = 0
 
     async def get(self) -> Snapshot:
@@ -64,7 +73,7 @@ class StatusCache:
         async with self._lock:
             snap = self._snap
             if snap is None or snap.version != self._version():
-                snap = await self._compute()
+                snap = dataclasses.replace(await self._compute(), epoch=self.epoch)
                 self._snap = snap
                 self.computed += 1
             return snap

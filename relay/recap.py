@@ -118,7 +118,7 @@ def _cache(request: web.Request) -> StatusCache:
 
 
 def _not_modified(request: web.Request, snap: Snapshot) -> web.Response | None:
-    if request.headers.get("If-None-Match") == snap.etag:
+    if snap.matches(request.headers.get("If-None-Match")):
         return web.Response(status=304, headers={"ETag": snap.etag, "Cache-Control": "no-cache"})
     return None
 

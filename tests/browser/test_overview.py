@@ -13,13 +13,10 @@ checked with ``estafet verify`` in a subprocess.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import io
-import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -37,17 +34,19 @@ from estafet.demo.sheet import sheet_png
 from estafet.protocol.form import check_form, parse_form
 from estafet.protocol.objects import ResultBody
 from estafet.relay.blobs import BlobDir
+from tests.browser.conftest import (
+    SHOTS,
+    VIEWPORTS,
+    LoopThread,
+    fits,
+    no_serious_violations,
+    serve_app,
+)
 from tests.central.conftest import world_authority
 from tests.kit import NOW, World, kotabaru_manifest, photo_refs
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-VIEWPORTS = {"360": {"width": 360, "height": 740}, "1400": {"width": 1400, "height": 1000}}
 CLOSE = NOW + 5 * 3600  # 13:00 WITA on Pilkada day
 PAIRS = {
     "gubernur": ("Muhidin - Hasnuryadi Sulaiman", "Raudatul Jannah - Akhmad Rozanie Himawan"),
@@ -58,50 +57,20 @@ PAIRS = {
     ),
 }  # illustrative names for the screenshots, not the fixture's
 CENTRAL = web.AppKey("central", Central)
-CAPTURE_JS = """() => ({sw: document.documentElement.scrollWidth,
-  cw: document.documentElement.clientWidth})"""
 
 
-class Server:
-    """The central's routes plus a blob handler, on a loopback port, in a thread."""
+def central_app(central: Central, blobs: BlobDir) -> web.Application:
+    """The central's routes plus the blob handler the node API provides in production."""
+    app = web.Application()
+    app[CENTRAL] = central
+    add_central_routes(app, CENTRAL, clock=lambda: CLOSE + 7200)
 
-    def __init__(self, central: Central, blobs: BlobDir) -> None:
-        self.central, self.blobs = central, blobs
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
+    async def blob(request: web.Request) -> web.StreamResponse:
+        sha = bytes.fromhex(request.match_info["sha"])
+        return web.FileResponse(blobs.path(sha), headers={"Content-Type": "image/png"})
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        key = CENTRAL
-        app = web.Application()
-        app[key] = self.central
-        add_central_routes(app, key, clock=lambda: CLOSE + 7200)
-
-        async def blob(request: web.Request) -> web.StreamResponse:
-            sha = bytes.fromhex(request.match_info["sha"])
-            return web.FileResponse(self.blobs.path(sha), headers={"Content-Type": "image/png"})
-
-        app.router.add_get(r"/v1/blobs/{sha:[0-9a-f]{64}}", blob)
-        self.runner = web.AppRunner(app)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        self.ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.runner.cleanup())
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+    app.router.add_get(r"/v1/blobs/{sha:[0-9a-f]{64}}", blob)
+    return app
 
 
 def named_world() -> World:
@@ -148,65 +117,26 @@ def fill(central: Central, world: World, blobs: BlobDir) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def axe_js(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
-    """axe-core from the npm package, installed into pytest's cache on first use."""
-    cache = Path(request.config.cache.mkdir("axe-core"))
-    path = cache / "node_modules" / "axe-core" / "axe.min.js"
-    if not path.is_file():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed for the accessibility check: apt-get install npm")
-        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(cache),
-                        "axe-core@4"], check=True, timeout=300, capture_output=True)  # fmt: skip
-    return path.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Any]]]:
     world = named_world()
     authority = world_authority(world, tmp_path_factory.mktemp("central"))
     central = Central(authority.home, authority)
     blobs = BlobDir(authority.home / "node" / "blobs")
     facts = fill(central, world, blobs)
     try:
-        with Server(central, blobs) as server:
-            yield server, facts
+        with LoopThread() as loop:
+            runner, url = loop.run(serve_app(central_app(central, blobs)))
+            try:
+                yield url, facts
+            finally:
+                loop.run(runner.cleanup())
     finally:
         central.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    api = pytest.importorskip("playwright.sync_api")
-    pw = api.sync_playwright().start()
-    b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-    try:
-        yield b
-    finally:
-        b.close()
-        pw.stop()
-
-
-def no_serious_violations(page: Any, axe: str) -> None:
-    # evaluated through the DevTools protocol: the page's CSP (rightly) refuses a script tag
-    assert page.evaluate(axe + "\n;typeof axe") == "object"
-    found = page.evaluate("async () => (await axe.run()).violations.map(v => "
-                          "({id: v.id, impact: v.impact, n: v.nodes.length, "
-                          "first: v.nodes[0] && v.nodes[0].html}))")  # fmt: skip
-    bad = [v for v in found if v["impact"] in ("serious", "critical")]
-    assert not bad, bad
-
-
-def fits(page: Any) -> None:
-    size = page.evaluate(CAPTURE_JS)
-    assert size["sw"] <= size["cw"], f"horizontal overflow: {size}"
-
-
 @pytest.mark.parametrize("width", list(VIEWPORTS))
 def test_overview_reads_at_a_glance(browser: Any, site: Any, axe_js: str, width: str) -> None:
-    server, _ = site
+    url, _ = site
     vp = VIEWPORTS[width]
     page = browser.new_page(viewport=vp)
     errors: list[str] = []
@@ -214,7 +144,7 @@ def test_overview_reads_at_a_glance(browser: Any, site: Any, axe_js: str, width:
     page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url')}")
             if m.type == "error" and not str(m.location.get("url")).endswith("/favicon.ico")
             else None)  # fmt: skip
-    page.goto(server.url + "/")
+    page.goto(url + "/")
     fits(page)
     bupati = page.locator("#e-bupati")
     # who leads, with names and percentages, inside the screen's width
@@ -253,10 +183,10 @@ def test_overview_reads_at_a_glance(browser: Any, site: Any, axe_js: str, width:
 
 @pytest.mark.parametrize("width", list(VIEWPORTS))
 def test_tps_page_shows_readable_photos(browser: Any, site: Any, axe_js: str, width: str) -> None:
-    server, facts = site
+    url, facts = site
     vp = VIEWPORTS[width]
     page = browser.new_page(viewport=vp)
-    page.goto(f"{server.url}/tps/{facts['tps']}")
+    page.goto(f"{url}/tps/{facts['tps']}")
     fits(page)
     imgs = page.locator("#e-bupati img")
     assert imgs.count() == 3
@@ -271,16 +201,16 @@ def test_tps_page_shows_readable_photos(browser: Any, site: Any, axe_js: str, wi
     text = page.inner_text("body")
     assert "WITA" in text and "+08:00" in text and "posisi log" in text
     assert "estafet verify --trust" in text
-    page.goto(f"{server.url}/tps/{facts['tps']}")
+    page.goto(f"{url}/tps/{facts['tps']}")
     page.screenshot(path=str(SHOTS / f"tps-{width}.png"), full_page=True)
     no_serious_violations(page, axe_js)
     page.close()
 
 
 def test_the_verify_zip_checks_offline(site: Any, tmp_path: Path) -> None:
-    server, facts = site
+    url, facts = site
     tps = facts["tps"]
-    with urllib.request.urlopen(f"{server.url}/tps/{tps}/tps-{tps}.zip", timeout=10) as r:
+    with urllib.request.urlopen(f"{url}/tps/{tps}/tps-{tps}.zip", timeout=10) as r:
         data = r.read()
     zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path)
     base = tmp_path / f"tps-{tps}"

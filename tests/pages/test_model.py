@@ -78,6 +78,7 @@ def test_snapshot_swaps_the_nonce_into_a_cached_page() -> None:
     a, b = snap.page("first").decode(), snap.page("second").decode()
     assert a.count('nonce="first"') == 2 and "second" not in a and 'nonce="second"' in b
     assert snap.etag == 'W/"v7"' and b'"chase_total":551' in snap.json
+    assert snap.matches('W/"x", W/"v7"') and not snap.matches('W/"v6"') and not snap.matches(None)
 
 
 def test_progress_chart_says_in_words_what_it_shows() -> None:
