@@ -70,6 +70,7 @@ vertical-align:top}
 th{font-size:.8rem;color:var(--muted);font-weight:600}
 .scroll{overflow-x:auto}
 .code{font-family:ui-monospace,monospace;font-size:.85em;overflow-wrap:anywhere}
+.nowrap{white-space:nowrap;overflow-wrap:normal}
 .photos{display:grid;gap:.6rem}
 .photos figure{margin:0}.photos img{width:100%;height:auto;border:1px solid var(--line);
 border-radius:6px;background:#fafafa}

@@ -21,7 +21,7 @@ from .html import e, num, page, pct, time_tag
 REFRESH_MS = 5000
 CHASE_SHOWN = 15
 CHASE_HEAD = (
-    "<thead><tr><th>TPS</th><th>Desa, kecamatan</th><th>Kurang</th>"
+    "<thead><tr><th>TPS, desa, kecamatan</th><th>Kurang</th>"
     "<th>Terakhir terdengar</th></tr></thead>"
 )
 KINDS = {"gubernur": "Gubernur", "bupati": "Bupati", "walikota": "Wali Kota"}
@@ -169,10 +169,12 @@ def _chase(status: dict[str, Any], linked: bool) -> str:
             if heard is not None
             else '<span class="bad">belum pernah</span>'
         )
+        ref = _tps_ref(r["tps"], f"TPS {r['tps'][10:]}", linked)
         body.append(
-            f'<tr><td class="code">{_tps_ref(r["tps"], r["tps"], linked)}</td>'
-            f"<td>{e(r['desa'])}, {e(r['kecamatan'])}</td><td>{e('; '.join(what))}</td>"
-            f"<td>{when}</td></tr>"
+            f"<tr><td><strong>{ref}</strong> "
+            f"{e(r['desa'])}, {e(r['kecamatan'])}<br>"
+            f'<span class="code nowrap">{e(r["tps"])}</span></td>'
+            f"<td>{e('; '.join(what))}</td><td>{when}</td></tr>"
         )
     more = f" (menampilkan {len(rows)})" if total > len(rows) else ""
     return (

@@ -52,7 +52,8 @@ def recap(node: Node, sdb: StoreDB) -> dict[str, Any]:
         if v.revoked is None and isinstance(v.envelope.body, ResultBody)
     ]
     view = tally_from_results(manifest, held, node.scope or None, have.__contains__)
-    view["name"] = f"{manifest.name} — rekap di simpul ini ({node.scope or 'semua'})"
+    where = manifest.region_name(node.scope) if node.scope else "semua wilayah"
+    view["name"] = f"{manifest.name} — rekap {where} di simpul ini"
     view["revoked_results"] = [
         {"tps": v.envelope.tps, "election": v.envelope.election, "id": v.id.hex(),
          "signer": v.signer.key_id.hex()}
