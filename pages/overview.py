@@ -201,31 +201,34 @@ def _tps_link(code: str, linked: bool) -> str:
     return f'<span class="code">{_tps_ref(code, code, linked)}</span>'
 
 
+def _objects_table(
+    title: str, anchor: str, linked: bool, rows: list[tuple[str, str, str, str]]
+) -> str:
+    """TPS, election, result ids and signer key ids of results that need a look."""
+    return _table(
+        title,
+        anchor,
+        ["TPS", "pemilihan", "hasil", "penanda tangan"],
+        [
+            [_tps_link(tps, linked), e(election), f'<span class="code">{e(ids)}</span>',
+             f'<span class="code">{e(signers)}</span>']
+            for tps, election, ids, signers in rows
+        ],
+    )  # fmt: skip
+
+
 def render_dashboard(status: dict[str, Any], nonce: str) -> str:
     """The overview page of a status view (see :mod:`estafet.pages.model` for its fields).
     TPS codes link to ``/tps/<code>`` unless the view says ``"tps_pages": False`` (a gateway)."""
     linked = bool(status.get("tps_pages", True))
-    conflicts = _table(
-        "Konflik: dua hasil berbeda untuk satu TPS",
-        "conflicts",
-        ["TPS", "pemilihan", "hasil", "penanda tangan"],
-        [
-            [_tps_link(c["tps"], linked), e(c["election"]),
-             f'<span class="code">{e(" ".join(c["objects"]))}</span>',
-             f'<span class="code">{e(" ".join(c["signers"]))}</span>']
-            for c in status["conflicts"]
-        ],
+    conflicts = _objects_table(
+        "Konflik: dua hasil berbeda untuk satu TPS", "conflicts", linked,
+        [(c["tps"], c["election"], " ".join(c["objects"]), " ".join(c["signers"]))
+         for c in status["conflicts"]],
     )  # fmt: skip
-    revoked = _table(
-        "Hasil dari penanda tangan yang dicabut",
-        "revoked",
-        ["TPS", "pemilihan", "hasil", "penanda tangan"],
-        [
-            [_tps_link(r["tps"], linked), e(r["election"]),
-             f'<span class="code">{e(r["id"])}</span>',
-             f'<span class="code">{e(r["signer"])}</span>']
-            for r in status["revoked_results"]
-        ],
+    revoked = _objects_table(
+        "Hasil dari penanda tangan yang dicabut", "revoked", linked,
+        [(r["tps"], r["election"], r["id"], r["signer"]) for r in status["revoked_results"]],
     )  # fmt: skip
     log = status["log"]
     header = (
