@@ -94,4 +94,3 @@ def test_recap_has_the_overview_layout(
     page.screenshot(path=str(SHOTS / f"recap-{width}.png"), full_page=True)
     no_serious_violations(page, axe_js)
     page.close()
-
