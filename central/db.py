@@ -588,6 +588,14 @@ class CentralDB:
             )
         )
 
+    def last_heard(self) -> dict[str, int]:
+        """TPS code -> when central.db last received any object about it (any status)."""
+        rows = self.db.execute(
+            "SELECT tps, max(received) FROM objects WHERE tps IS NOT NULL AND tps != ''"
+            " GROUP BY tps"
+        )
+        return {str(t): int(n) for t, n in rows}
+
     def present_photo_blobs(self) -> set[bytes]:
         rows = self.db.query(
             "SELECT DISTINCT p.sha256 FROM photos p JOIN blobs b ON b.sha256 = p.sha256"

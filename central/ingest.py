@@ -112,6 +112,7 @@ class Central:
         self.trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
         """Reverse proxies whose X-Forwarded-For the enroll route believes (``central serve
         --trusted-proxy``); empty: the TCP peer is the client."""
+        self.version = 0  # bumped on every change the status view shows (web.py caches by it)
         self._relearn()
 
     def close(self) -> None:
@@ -251,6 +252,7 @@ class Central:
         }
         self.db.append_log(entry, receipt.id, receipt.encode())
         self.db.set_status(oid, status, reason, done)
+        self.version += 1
 
     # --- per kind -----------------------------------------------------------------------------
     def _revoked(self, v: Verified, now: int) -> bool:
@@ -457,6 +459,7 @@ class Central:
         out: list[bytes] = []
         with self.db.write():
             self.db.add_blob(sha256)
+            self.version += 1
             for r in self.db.results_naming(sha256):
                 if r["status"] == "rejected" or r["photos"]:
                     continue

@@ -22,6 +22,7 @@ from .errors import ManifestFileError
 
 TOP_KEYS = frozenset({"name", "tps_csv", "kecamatan_csv", "desa_csv", "regions", "election"})
 ELECTION_KEYS = frozenset({"kind", "region", "ballot_numbers"})
+ELECTION_OPTIONAL = frozenset({"pairs"})
 MAX_DPT = 99_999
 
 Row = tuple[int, dict[str, str]]
@@ -44,10 +45,7 @@ def load_manifest_file(path: Path, version: int = 1) -> Manifest:
         return build_manifest(
             name=name.strip(),
             version=version,
-            elections=[
-                {"kind": e.kind, "region": e.region, "ballot_numbers": list(e.ballot_numbers)}
-                for e in elections
-            ],
+            elections=[e.to_map() for e in elections],
             tps_rows=[row for _, row in tps_rows],
             regions=regions,
         )
@@ -82,18 +80,28 @@ def _elections(path: Path, raw: Any) -> list[Election]:
         where = f"{path}: [[election]] #{i}"
         if not isinstance(e, dict):
             raise ManifestFileError(f"{where}: must be a table")
-        if set(e) != ELECTION_KEYS:
+        if not ELECTION_KEYS <= set(e) <= ELECTION_KEYS | ELECTION_OPTIONAL:
             raise ManifestFileError(
-                f"{where}: needs exactly the keys kind, region, ballot_numbers; got "
-                f"{', '.join(sorted(e))}"
+                f"{where}: needs the keys kind, region, ballot_numbers (and optionally pairs); "
+                f"got {', '.join(sorted(e))}"
             )
         if not isinstance(e["kind"], str) or not isinstance(e["region"], str):
             raise ManifestFileError(f"{where}: kind and region must be quoted strings")
         nums = e["ballot_numbers"]
         if not isinstance(nums, list):
             raise ManifestFileError(f"{where}: ballot_numbers must be a list of integers")
+        pairs = e.get("pairs", [])
+        if not isinstance(pairs, list) or not all(isinstance(p, str) for p in pairs):
+            raise ManifestFileError(f"{where}: pairs must be a list of quoted names")
         try:
-            out.append(Election(kind=e["kind"], region=e["region"], ballot_numbers=tuple(nums)))
+            out.append(
+                Election(
+                    kind=e["kind"],
+                    region=e["region"],
+                    ballot_numbers=tuple(nums),
+                    pairs=tuple(p.strip() for p in pairs),
+                )
+            )
         except ManifestError as exc:
             raise ManifestFileError(f"{where}: {exc}") from exc
     return out

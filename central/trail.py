@@ -154,6 +154,14 @@ def per_tps(db: CentralDB) -> dict[str, dict[str, int]]:
     return out
 
 
+def objected_tps(db: CentralDB) -> dict[tuple[str, str], set[str]]:
+    """Per (election, kecamatan): the TPS with at least one accepted objection."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for t in db.trail_of_kind("objection"):
+        out.setdefault((t["election"], t["tps"][:6]), set()).add(t["tps"])
+    return out
+
+
 def dhasil_status(
     db: CentralDB, manifest: Manifest, counted: list[ResultRow]
 ) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from estafet.crypto.trust import TrustStore
+from estafet.pages.model import enrich
 from estafet.protocol.manifest import desa_of, kecamatan_of
 from estafet.protocol.objects import LOG_GENESIS
 from estafet.protocol.tally import ResultRow, progress
@@ -36,11 +37,21 @@ def _row(r: Row) -> ResultRow:
 def status(db: CentralDB, trust: TrustStore) -> dict[str, Any]:
     manifest = trust.manifest
     assert manifest is not None
-    rows = [_row(r) for r in db.live_results() if r["status"] in ("accepted", "conflict")]
+    live = [r for r in db.live_results() if r["status"] in ("accepted", "conflict")]
+    rows = [_row(r) for r in live]
     rows = trail.corrected_rows(rows, trail.standing_corrections(db))  # issue 13: PPK numbers
     present = db.present_photo_blobs()
     view = progress(manifest, rows, present.__contains__)
     counted = [r for r in rows if r.status == "accepted"]
+    counted_at: dict[str, list[int]] = {}
+    for r in live:
+        if r["status"] == "accepted":
+            counted_at.setdefault(r["election"], []).append(int(r["received"]))
+    enrich(view, manifest, counted_at, db.last_heard())
+    objected = trail.objected_tps(db)
+    for el in view["elections"]:
+        for k in el["kecamatan"]:
+            k["tps_objections"] = len(objected.get((el["kind"], k["code"]), ()))
     revoked = [
         {
             "id": r["id"].hex(),
@@ -131,6 +142,7 @@ def tps_detail(db: CentralDB, trust: TrustStore, tps: str) -> dict[str, Any]:
             {
                 "kind": e.kind,
                 "ballot_numbers": list(e.ballot_numbers),
+                "pairs": e.pair_names(),
                 "state": "accepted" if counted else "conflict" if conflict else "missing",
                 "counted": counted[0]["id"].hex() if counted else None,
                 "results": [_result_view(db, r, endorsements) for r in mine],

@@ -1,6 +1,8 @@
 """HTTP face of the central server: aiohttp routes added to the node's application.
 
-Routes: ``GET /`` (dashboard), ``GET /tps/{code}`` (TPS page), ``GET /api/status`` (JSON),
+Routes: ``GET /`` (dashboard), ``GET /tps/{code}`` (TPS page), ``GET /tps/{code}/tps-{code}.zip``
+(the TPS's signed objects, photos and trust anchor, for ``estafet verify``), ``GET /api/status``
+(JSON),
 ``GET /metrics`` (Prometheus), ``POST /v1/enroll`` (msgpack in and out). The node's own API
 serves ``/v1/blobs/{sha256hex}``, which the TPS page uses for photos.
 
@@ -8,6 +10,10 @@ Every :class:`~.ingest.Central` call blocks on SQLite, so it runs on a single-th
 owned by the application (created and shut down in ``app.cleanup_ctx``), never on the event loop.
 The Central itself lives under the caller's typed ``web.AppKey``; this module keeps no globals
 beyond its constant keys. The web layer is the one place that reads the clock.
+
+``/`` and ``/api/status`` come from a :class:`~estafet.pages.cache.StatusCache` keyed by
+``Central.version`` (bumped by ingest on every log entry and photo): computed once per change,
+answered with a weak ETag so a page that polls gets ``304 Not Modified`` until something changes.
 """
 
 from __future__ import annotations
@@ -15,22 +21,26 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import json
 import logging
 import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 
+from estafet.pages.cache import Snapshot, StatusCache, snapshot
 from estafet.pages.dashboard import csp, render_dashboard, render_error, render_tps
 from estafet.protocol import codec
 from estafet.protocol.errors import ProtocolError
+from estafet.relay.blobs import BlobDir
 
 from .errors import DatabaseError, EnrollError, UnknownTpsError
 from .ingest import Central
+from .tps_bundle import tps_bundle
 
 MSGPACK = "application/msgpack"
 MAX_ENROLL_BODY = 1024
@@ -46,6 +56,7 @@ ENROLL_STATUS = {
     "bad-request": 400,
 }
 EXECUTOR_KEY = web.AppKey("estafet.central.executor", ThreadPoolExecutor)
+CACHE_KEY = web.AppKey("estafet.central.status_cache", StatusCache)
 T = TypeVar("T")
 log = logging.getLogger("estafet.central.web")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -91,8 +102,10 @@ def add_central_routes(
     """Add the central server's routes to ``app``; ``app[central_key]`` holds the Central."""
     handlers = _Handlers(central_key, clock)
     app.cleanup_ctx.append(_executor)
+    app.on_startup.append(handlers.make_cache)
     app.router.add_get("/", handlers.dashboard)
     app.router.add_get(r"/tps/{code:[0-9]{13}}", handlers.tps_page)
+    app.router.add_get(r"/tps/{code:[0-9]{13}}/{name:tps-[0-9]{13}\.zip}", handlers.tps_zip)
     app.router.add_get("/api/status", handlers.api_status)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_post("/v1/enroll", handlers.enroll)
@@ -117,15 +130,22 @@ class _Handlers:
         try:
             return await loop.run_in_executor(request.app[EXECUTOR_KEY], fn, *args)
         except (sqlite3.DatabaseError, DatabaseError, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno not in (
-                errno.ENOSPC,
-                errno.EIO,
-                errno.EDQUOT,
-            ):
-                raise
-            line = f"central.db unusable ({type(exc).__name__}: {exc}): disk full or damaged"
-            log.error("%s %s: %s", request.method, request.path, line)
-            raise web.HTTPInsufficientStorage(text=line + "\n") from None
+            self._unusable(request, exc)
+
+    async def _snapshot(self, request: web.Request) -> Snapshot:
+        """The cached status view (computed on the database thread), with :meth:`_run`'s 507."""
+        try:
+            return await request.app[CACHE_KEY].get()
+        except (sqlite3.DatabaseError, DatabaseError, OSError) as exc:
+            self._unusable(request, exc)
+
+    @staticmethod
+    def _unusable(request: web.Request, exc: Exception) -> NoReturn:
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise exc
+        line = f"central.db unusable ({type(exc).__name__}: {exc}): disk full or damaged"
+        log.error("%s %s: %s", request.method, request.path, line)
+        raise web.HTTPInsufficientStorage(text=line + "\n") from None
 
     def _central(self, request: web.Request) -> Central:
         return request.app[self.key]
@@ -144,10 +164,37 @@ class _Handlers:
             },
         )
 
+    async def make_cache(self, app: web.Application) -> None:
+        central = app[self.key]
+
+        def compute() -> Snapshot:
+            version = central.version  # read first: a change while computing stays visible
+            return snapshot(version, central.status(), render_dashboard)
+
+        async def run() -> Snapshot:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(app[EXECUTOR_KEY], compute)
+
+        app[CACHE_KEY] = StatusCache(lambda: central.version, run)
+
+    @staticmethod
+    def _not_modified(request: web.Request, snap: Snapshot) -> web.Response | None:
+        if snap.matches(request.headers.get("If-None-Match")):
+            return web.Response(
+                status=304, headers={"ETag": snap.etag, "Cache-Control": "no-cache"}
+            )
+        return None
+
     async def dashboard(self, request: web.Request) -> web.Response:
-        status = await self._run(request, self._central(request).status)
+        snap = await self._snapshot(request)
+        if (same := self._not_modified(request, snap)) is not None:
+            return same
         nonce = secrets.token_urlsafe(16)
-        return self._html(render_dashboard(status, nonce), nonce)
+        resp = self._html("", nonce)
+        resp.body = snap.page(nonce)
+        resp.headers["ETag"] = snap.etag
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
 
     async def tps_page(self, request: web.Request) -> web.Response:
         code = request.match_info["code"]
@@ -158,9 +205,47 @@ class _Handlers:
             return self._html(render_error("Unknown TPS", str(exc), nonce), nonce, 404)
         return self._html(render_tps(detail, nonce), nonce)
 
+    async def tps_zip(self, request: web.Request) -> web.Response:
+        code = request.match_info["code"]
+        if request.match_info["name"] != f"tps-{code}.zip":
+            raise web.HTTPNotFound()
+        central = self._central(request)
+        if central.trust.manifest is None or code not in central.trust.manifest.tps:
+            raise web.HTTPNotFound()
+        anchor = {
+            "root_public": central.trust.root_public.hex(),
+            "root_id": central.trust.root_id.hex(),
+            "name": central.trust.manifest.name,
+        }
+        trust = json.dumps(anchor, indent=2).encode()  # what `central trust` prints  # fmt: skip
+        blobs = BlobDir(central.home / "node" / "blobs")
+
+        def build() -> bytes:
+            with central.db.lock:
+                a = central.authority
+                anchors = [a.manifest_env, a.revocation_env, a.issuer_cert]
+                return tps_bundle(central.db, code, trust, blobs, [x.encode() for x in anchors])
+
+        data = await self._run(request, build)
+        return web.Response(
+            body=data,
+            content_type="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="tps-{code}.zip"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     async def api_status(self, request: web.Request) -> web.Response:
-        status = await self._run(request, self._central(request).status)
-        return web.json_response(status, headers={"Cache-Control": "no-store"})
+        snap = await self._snapshot(request)
+        if (same := self._not_modified(request, snap)) is not None:
+            return same
+        return web.Response(
+            body=snap.json,
+            content_type="application/json",
+            headers={"Cache-Control": "no-cache", "ETag": snap.etag},
+        )
 
     async def metrics(self, request: web.Request) -> web.Response:
         text = await self._run(request, self._central(request).metrics)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +27,7 @@ from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.enrollment import format_fingerprint
 from estafet.relay.home import parse_hostport
 
+from . import term
 from .common import (
     LOG_LEVELS,
     friendly,
@@ -247,6 +249,9 @@ def central_status(home: Path | None, as_json: bool, passphrase_file: Path | Non
     if as_json:
         click.echo(json.dumps(st, indent=1))
         return
+    if term.fancy():
+        _status_fancy(st)
+        return
     for e in st["elections"]:
         click.echo(
             f"{e['kind']} (region {e['region']}): {e['tps_accepted']}/{e['tps_expected']}"
@@ -260,6 +265,36 @@ def central_status(home: Path | None, as_json: bool, passphrase_file: Path | Non
             click.echo(f"  {k['name'][:20]:20} [{bar:20}] {k['tps_accepted']}/{k['tps_expected']}")
     for c_ in st["conflicts"]:
         click.echo(f"CONFLICT {c_['election']} TPS {c_['tps']}: {len(c_['objects'])} results")
+
+
+def _status_fancy(st: dict[str, Any]) -> None:
+    """``central status`` on a terminal: bars, percentages, pair names, colour."""
+    bold = functools.partial(click.style, bold=True)
+    for e in st["elections"]:
+        done, total = e["tps_accepted"], e["tps_expected"]
+        click.echo(bold(f"{e['kind']} ({e.get('region_name') or e['region']})"))
+        conflict = click.style(
+            f"{e['tps_conflict']} in conflict", fg="red" if e["tps_conflict"] else None
+        )
+        rest = f"{e['tps_missing']} missing, {e['tps_photos_complete']} photos complete"
+        click.echo(f"  {term.bar(done, total, 30)} {term.pct(done, total)}  {done}/{total} TPS, "
+                   f"{conflict}, {rest}")  # fmt: skip
+        votes = sum(e["tally"].values())
+        top = max(e["tally"].values(), default=0)
+        for k, v in e["tally"].items():
+            name = (e.get("pairs") or {}).get(k, "")
+            line = f"  {k:>2} {name[:34]:34} {v:>9,} {term.pct(v, votes)}"
+            click.echo(bold(line) if v == top and top else line)
+        for k in e["kecamatan"]:
+            kd, kt = k["tps_accepted"], k["tps_expected"]
+            warn = (
+                click.style(f" {k['tps_conflict']} conflict", fg="red") if k["tps_conflict"] else ""
+            )
+            click.echo(f"    {k['name'][:22]:22} {term.bar(kd, kt)} {kd:>4}/{kt:<4}{warn}")
+    for c_ in st["conflicts"]:
+        click.secho(
+            f"CONFLICT {c_['election']} TPS {c_['tps']}: {len(c_['objects'])} results", fg="red"
+        )
 
 
 @central.command("revoke")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,6 @@ from typing import Any
 import click
 
 from estafet.crypto.trust import TrustStore
-from estafet.protocol.errors import ProtocolError
-from estafet.protocol.objects import decode_envelope
 from estafet.relay import bundle as bundles
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from estafet.relay.enrollment import (
@@ -28,6 +27,7 @@ from estafet.relay.local import endorse, submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import Store, receipt_summary
 
+from . import term
 from .common import (
     LOG_LEVELS,
     friendly,
@@ -35,7 +35,6 @@ from .common import (
     home_option,
     passphrase_option,
     resolve_home,
-    short,
 )
 
 
@@ -338,6 +337,9 @@ def node_status(home: Path | None, as_json: bool, show_all: bool) -> None:
     if as_json:
         click.echo(json.dumps({"objects": objs, "counts": counts, "storage_used": usage}, indent=1))
         return
+    if term.fancy():
+        _status_fancy(objs, counts, usage)
+        return
     click.echo(f"{'ID':17} {'KIND':12} {'TPS':14} {'ELECTION':9} {'STATE':10} RECEIPT")
     for o in objs:
         rc = o["receipt"]
@@ -346,6 +348,29 @@ def node_status(home: Path | None, as_json: bool, show_all: bool) -> None:
             f"{o['id'][:16]:17} {o['kind']:12} {o['tps']:14} {o['election']:9} "
             f"{o['state']:10} {rtxt}"
         )
+    click.echo(
+        f"\n{counts['pending']} pending, {counts['delivered']} delivered, "
+        f"{counts['conflict']} conflict, {counts['rejected']} rejected; "
+        f"{usage / 1e6:.1f} MB stored"
+    )
+
+
+STATE_COLOURS = {"delivered": "green", "pending": "yellow", "conflict": "red", "rejected": "red"}
+
+
+def _status_fancy(objs: list[dict[str, Any]], counts: dict[str, int], usage: int) -> None:
+    """``node status`` on a terminal: a delivery bar, coloured states, photos held."""
+    total = sum(counts.get(k, 0) for k in ("pending", "delivered", "conflict", "rejected"))
+    done = counts.get("delivered", 0)
+    click.secho(f"delivered to the KPU {term.bar(done, total, 30)} {done}/{total}", bold=True)
+    for o in objs:
+        rc = o["receipt"]
+        rtxt = f"{rc['status']} #{rc['log_index']}" if rc else "-"
+        held = sum(1 for p in o["photos"] if p["held"])
+        photos = f"photos {held}/{len(o['photos'])}" if o["photos"] else ""
+        state = click.style(f"{o['state']:10}", fg=STATE_COLOURS.get(o["state"]))
+        click.echo(f"{o['id'][:16]:17} {o['kind']:12} {o['tps']:14} {o['election']:9} "
+                   f"{state} {rtxt:18} {photos}")  # fmt: skip
     click.echo(
         f"\n{counts['pending']} pending, {counts['delivered']} delivered, "
         f"{counts['conflict']} conflict, {counts['rejected']} rejected; "
@@ -474,7 +499,8 @@ def bundle_export(home: Path | None, to: Path) -> None:
     h.load_config()
     store = Store.open(h.path, int(time.time()))
     try:
-        with click.progressbar(length=0, label="exporting", file=None) as bar:
+        err = sys.stderr
+        with click.progressbar(length=0, label="exporting", file=err, show_pos=True) as bar:
             n_obj, n_blob = bundles.export_bundle(store, to, bar.update)
     finally:
         store.close()
@@ -503,7 +529,8 @@ def bundle_import(home: Path | None, src: Path) -> None:
         from estafet.relay.local import Identity
 
         scope = cfg.scope or Identity(store.sync_db(), root, now).body.scope[0]
-        with click.progressbar(length=total, label="importing") as bar:
+        err = sys.stderr
+        with click.progressbar(length=total, label="importing", file=err) as bar:
             rep = bundles.import_bundle(store, TrustStore(root), src, scope, now, bar.update)
     finally:
         store.close()
@@ -513,63 +540,4 @@ def bundle_import(home: Path | None, src: Path) -> None:
     for name, why in rep.rejected:
         click.echo(f"  refused {name}: {why}")
     if rep.rejected:
-        raise SystemExit(1)
-
-
-@click.command("verify")
-@click.option(
-    "--trust",
-    "trust_file",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The trust anchor printed by `estafet central trust`.",
-)
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@friendly
-def verify(trust_file: Path, path: Path) -> None:
-    """Check an exported object (or a bundle folder) offline: exit 0 valid, 1 not."""
-    from estafet.crypto.errors import VerifyError
-
-    trust = TrustStore(read_trust_file(trust_file))
-    if path.is_dir():
-        base = path / bundles.BUNDLE if (path / bundles.BUNDLE).is_dir() else path
-        files = sorted((base / "objects").glob("*.obj")) if (base / "objects").is_dir() else []
-        files = files or sorted(base.glob("*.obj"))
-    else:
-        files = [path]
-    raws = [(f, f.read_bytes()) for f in files]
-    order = {"revocation": 0, "certificate": 1, "manifest": 2}
-
-    def prio(item: tuple[Path, bytes]) -> int:
-        try:
-            return order.get(decode_envelope(item[1]).kind, 9)
-        except ProtocolError:
-            return 9
-
-    if not files:
-        raise click.ClickException(f"no .obj files in {path}")
-    # Several passes: a certificate may only verify once the certificate that issued it is
-    # learned, and files are not named in chain order.
-    now = int(time.time())
-    pending = sorted(raws, key=prio)
-    failed: list[tuple[Path, bytes, VerifyError]] = []
-    while pending:
-        failed = []
-        for f, raw in pending:
-            try:
-                v = trust.verify(raw, now)
-            except VerifyError as exc:
-                failed.append((f, raw, exc))
-                continue
-            trust.learn(v)
-            what = " ".join(x for x in (v.kind, v.envelope.tps, v.envelope.election) if x)
-            click.echo(
-                f"valid   {f.name}: {what} signed by {v.signer.role} {short(v.signer.key_id)}"
-            )
-        if len(failed) == len(pending):
-            break
-        pending = [(f, raw) for f, raw, _ in failed]
-    for f, _, why in failed:
-        click.echo(f"INVALID {f.name}: {why}")
-    if failed:
         raise SystemExit(1)

@@ -27,7 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .forms import make_png, plausible_form
+from .forms import plausible_form
+from .sheet import sheet_png
 from .trail import hampang, paper_trail
 
 PASSPHRASE = "demo-passphrase-not-secret"  # noqa: S105 - a demo on loopback, by design
@@ -246,11 +247,14 @@ class Demo:
         for i, (ph, tps) in enumerate(zip(self.phones, self.tps, strict=True)):
             for election, nums in ballots.items():
                 form = ph.home / f"{election}.json"
-                form.write_text(json.dumps(plausible_form(election, tps, nums, i)))
+                doc = plausible_form(election, tps, nums, i)
+                form.write_text(json.dumps(doc))
                 photos = []
                 for sheet in (1, 2, 3):
                     f = ph.home / f"{election}-sheet{sheet}.png"
-                    f.write_bytes(make_png(f"{tps}-{election}-{sheet}"))
+                    f.write_bytes(
+                        sheet_png(tps, election, sheet, doc["votes"], doc["valid"], doc["invalid"])
+                    )
                     photos += ["--photo", str(f)]
                 out = self.cli(
                     "result", "submit", "--home", str(ph.home), "--form", str(form), *photos
@@ -263,11 +267,24 @@ class Demo:
         return st["delivered"], st["pending"] + st["delivered"] + st["conflict"] + st["rejected"]
 
     def wait_for(self, what: str, cond: Callable[[], bool], timeout: float) -> None:
+        """Poll ``cond``; on a terminal, show what is awaited and for how long on stderr."""
         t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if cond():
-                return
-            time.sleep(0.3)
+        live = sys.stderr.isatty()
+        try:
+            while time.monotonic() - t0 < timeout:
+                if cond():
+                    return
+                if live:
+                    waited = time.monotonic() - t0
+                    sys.stderr.write(
+                        f"\r  waiting for {what} ... {waited:4.0f} s / {timeout:.0f} s"
+                    )
+                    sys.stderr.flush()
+                time.sleep(0.3)
+        finally:
+            if live:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
         raise RuntimeError(f"timed out waiting for: {what}")
 
     def run(self) -> dict[str, Any]:

@@ -39,11 +39,18 @@ def desa_of(tps: str) -> str:
     return tps[:10]
 
 
+MAX_PAIR_NAME = 120
+
+
 @dataclass(frozen=True, slots=True)
 class Election:
+    """One election. ``pairs`` optionally names the candidate pair of each ballot number, in the
+    order of ``ballot_numbers`` (empty: the dashboard shows numbers only)."""
+
     kind: str
     region: str
     ballot_numbers: tuple[int, ...]
+    pairs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ELECTION_KINDS:
@@ -55,6 +62,38 @@ class Election:
             raise ManifestError(f"{self.kind}: ballot_numbers must be a non-empty integer list")
         if len(set(nums)) != len(nums) or any(n < 1 or n > 99 for n in nums):
             raise ManifestError(f"{self.kind}: ballot numbers must be distinct, 1..99")
+        if self.pairs and len(self.pairs) != len(nums):
+            raise ManifestError(f"{self.kind}: pairs must name every ballot number, in order")
+        if any(
+            not isinstance(p, str) or not p.strip() or len(p) > MAX_PAIR_NAME for p in self.pairs
+        ):
+            raise ManifestError(f"{self.kind}: a pair name must be 1..{MAX_PAIR_NAME} characters")
+
+    def pair_names(self) -> dict[str, str]:
+        """Ballot number (as a string, like the tally's keys) -> pair name; empty if unnamed."""
+        return {str(n): p for n, p in zip(self.ballot_numbers, self.pairs, strict=False)}
+
+    def to_map(self) -> dict[str, Any]:
+        m: dict[str, Any] = {
+            "kind": self.kind,
+            "region": self.region,
+            "ballot_numbers": list(self.ballot_numbers),
+        }
+        if self.pairs:  # absent when unnamed: manifests without names encode as before
+            m["pairs"] = list(self.pairs)
+        return m
+
+    @classmethod
+    def from_map(cls, e: Mapping[str, Any]) -> Election:
+        pairs = e.get("pairs") or ()
+        if not isinstance(pairs, list | tuple):
+            raise ManifestError("election pairs must be a list of names")
+        return cls(
+            kind=str(e["kind"]),
+            region=str(e["region"]),
+            ballot_numbers=tuple(e["ballot_numbers"]),
+            pairs=tuple(pairs),
+        )
 
     def covers(self, tps: str) -> bool:
         return tps.startswith(self.region)
@@ -112,10 +151,7 @@ class Manifest:
         return {
             "name": self.name,
             "version": self.version,
-            "elections": [
-                {"kind": e.kind, "region": e.region, "ballot_numbers": list(e.ballot_numbers)}
-                for e in self.elections
-            ],
+            "elections": [e.to_map() for e in self.elections],
             "tps": [[t.code, t.dpt] for t in sorted(self.tps.values(), key=lambda t: t.code)],
             "regions": [[code, name] for code, name in sorted(self.regions.items())],
         }
@@ -123,14 +159,7 @@ class Manifest:
     @classmethod
     def from_map(cls, m: Mapping[str, Any]) -> Manifest:
         try:
-            elections = tuple(
-                Election(
-                    kind=str(e["kind"]),
-                    region=str(e["region"]),
-                    ballot_numbers=tuple(e["ballot_numbers"]),
-                )
-                for e in m["elections"]
-            )
+            elections = tuple(Election.from_map(e) for e in m["elections"])
             tps = {}
             for row in m["tps"]:
                 code, dpt = row
@@ -166,13 +195,7 @@ def build_manifest(
     els = []
     for i, e in enumerate(elections, 1):
         try:
-            els.append(
-                Election(
-                    kind=str(e["kind"]),
-                    region=str(e["region"]),
-                    ballot_numbers=tuple(e["ballot_numbers"]),
-                )
-            )
+            els.append(Election.from_map(e))
         except KeyError as exc:
             raise ManifestError(f"election #{i}: missing key {exc}") from exc
     tps: dict[str, Tps] = {}

@@ -167,6 +167,7 @@ class StoreDB:
         self.db = db
         self.blobs = blobs
         self.quota = quota
+        self.version = 0  # bumped on every object or blob stored (the recap caches by it)
 
     # --- objects --------------------------------------------------------------------
     def put(self, v: Verified, origin: str, peer: str | None, now: int) -> Stored:
@@ -221,6 +222,7 @@ class StoreDB:
                 self._apply_receipts(body.object)
             elif state is not None:
                 self._apply_receipts(env.id)
+        self.version += 1
         return Stored(True, env.id)
 
     def _holder(self, object_id: bytes, peer: str) -> None:
@@ -372,6 +374,7 @@ class StoreDB:
     def add_blob(self, sha256: bytes, size: int, now: int) -> None:
         with self.db.atomic():
             self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", [sha256, size, now])
+        self.version += 1
 
     def usage(self) -> int:
         objs = self.db.execute("SELECT coalesce(sum(size), 0) FROM objects").fetchone()[0]

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path("/tmp/estafet-dashboard.png")
+COUNTED, CONFLICT = "counted", "conflict"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -47,31 +48,17 @@ CHROMIUM_ARGS = [
 KEC = TPS_A[:6]  # Hampang
 REFRESH_WAIT_MS = 30_000  # the page polls /api/status every 5 s
 
-# the text of one cell of a kecamatan's row in one election's section, read from the live DOM
+# the text of one part of a kecamatan's row in one election's section, read from the live DOM
 CELL_JS = """([kind, kec, col]) => {
-  for (const s of document.querySelectorAll('#app section')) {
-    const h = s.querySelector('h2');
-    if (!h || !h.textContent.startsWith(kind + ' ')) continue;
-    for (const tr of s.querySelectorAll('tr')) {
-      const td = tr.querySelectorAll('td');
-      if (td.length >= 6 && td[0].textContent.endsWith('(' + kec + ')')) return td[col].textContent;
-    }
-  }
-  return null;
+  const row = document.getElementById('k-' + kind + '-' + kec);
+  if (!row) return null;
+  if (col === 'counted') return row.querySelector('summary .c').textContent;
+  return row.querySelectorAll('summary .s > span')[1].textContent.replace('konflik ', '');
 }"""
 ROW_TOP_JS = """([kind, kec]) => {
-  for (const s of document.querySelectorAll('#app section')) {
-    const h = s.querySelector('h2');
-    if (!h || !h.textContent.startsWith(kind + ' ')) continue;
-    for (const tr of s.querySelectorAll('tr')) {
-      const td = tr.querySelectorAll('td');
-      if (td.length >= 6 && td[0].textContent.endsWith('(' + kec + ')'))
-        return tr.getBoundingClientRect().top + window.scrollY;
-    }
-  }
-  return null;
+  const row = document.getElementById('k-' + kind + '-' + kec);
+  return row ? row.getBoundingClientRect().top + window.scrollY : null;
 }"""
-COUNTED, CONFLICT = 2, 3  # columns: kecamatan, progress, counted, conflict, photos, missing
 
 
 @pytest.fixture
@@ -165,9 +152,9 @@ def test_dashboard_shows_progress_and_a_conflict_live(playwright_api: Any, tmp_p
         )
         assert page.evaluate(CELL_JS, ["gubernur", KEC, COUNTED]) == f"1 / {expected}"
         assert page.evaluate("window.__estafetMark") == "same page"
-        assert "updated" in page.inner_text("#updated")
-        counted = page.inner_text("#app")
-        assert f"1 / {before['elections'][0]['tps_expected']} TPS counted" in counted
+        assert "diperbarui" in page.inner_text("#updated")
+        counted = page.inner_text("#e-gubernur .big")
+        assert f"1 / {before['elections'][0]['tps_expected']} TPS" in counted
 
         # the twin phone pushes a different result signed by the same chair key
         start("twin", "node", "run", "--home", twin, "--central", url,
@@ -183,7 +170,7 @@ def test_dashboard_shows_progress_and_a_conflict_live(playwright_api: Any, tmp_p
             arg=["bupati", KEC, CONFLICT],
             timeout=REFRESH_WAIT_MS,
         )
-        conflicts = page.locator("section", has=page.locator("h2", has_text="Conflicts"))
+        conflicts = page.locator("#conflicts")
         row = conflicts.locator("tr", has=page.locator(f'a[href="/tps/{TPS_A}"]'))
         assert row.count() == 1
         cells = row.locator("td").all_inner_texts()
@@ -202,10 +189,10 @@ def test_dashboard_shows_progress_and_a_conflict_live(playwright_api: Any, tmp_p
         )  # fmt: skip
 
         # the TPS page shows both results, one flagged
-        page.click(f'a[href="/tps/{TPS_A}"] >> nth=0')
+        conflicts.locator(f'a[href="/tps/{TPS_A}"]').click()
         page.wait_for_url(f"{url}/tps/{TPS_A}")
         text = page.inner_text("body")
-        assert f"TPS {TPS_A}" in text and "conflict" in text
+        assert TPS_A in text and "konflik" in text
         assert not errors, errors
     finally:
         if browser is not None:

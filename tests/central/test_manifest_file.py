@@ -9,6 +9,8 @@ import pytest
 
 from estafet.central.errors import ManifestFileError
 from estafet.central.manifest_file import load_manifest_file
+from estafet.protocol import codec
+from estafet.protocol.manifest import Manifest
 from tests.kit import FIXTURES, kotabaru_manifest
 
 
@@ -132,4 +134,40 @@ def test_missing_files(tmp_path: Path, copy: Path) -> None:
 def test_header_without_code_column(copy: Path) -> None:
     edit_line(copy.parent / "tps.csv", 2, "kode,desa_code,number,dpt")
     with pytest.raises(ManifestFileError, match=r"tps\.csv:2: header lacks column\(s\) code"):
+        load_manifest_file(copy)
+
+
+PAIRS = 'pairs = ["Satu & Dua", "Tiga <b>&</b> Empat", "Lima & Enam"]'
+
+
+def test_pair_names_travel_in_the_signed_manifest(copy: Path) -> None:
+    text = copy.read_text(encoding="utf-8")
+    copy.write_text(
+        text.replace("ballot_numbers = [1, 2, 3]", f"ballot_numbers = [1, 2, 3]\n{PAIRS}")
+    )
+    m = load_manifest_file(copy)
+    bupati = m.election("bupati")
+    assert bupati is not None and bupati.pair_names()["2"] == "Tiga <b>&</b> Empat"
+    again = Manifest.from_map(codec.decode(codec.encode(m.to_map())))
+    assert again.election("bupati") == bupati
+    gubernur = m.election("gubernur")
+    assert gubernur is not None and gubernur.pairs == () and "pairs" not in gubernur.to_map()
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ('pairs = ["A", "B"]', "pairs must name every ballot number"),
+        ('pairs = ["A", "", "C"]', "pair name must be 1..120"),
+        ('pairs = "A, B, C"', "pairs must be a list"),
+        ('pairs = ["A", 2, "C"]', "pairs must be a list"),
+        ('pars = ["A", "B", "C"]', "optionally pairs"),
+    ],
+)
+def test_bad_pair_names(copy: Path, pairs: str, message: str) -> None:
+    text = copy.read_text(encoding="utf-8")
+    copy.write_text(
+        text.replace("ballot_numbers = [1, 2, 3]", f"ballot_numbers = [1, 2, 3]\n{pairs}")
+    )
+    with pytest.raises(ManifestFileError, match=message):
         load_manifest_file(copy)

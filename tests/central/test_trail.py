@@ -50,6 +50,11 @@ def test_a_disputed_tps_objection_correction_and_dhasil(central: Central, world:
     before = central.status()
     tally_before = before["elections"][1]["tally"]
     assert before["tps_trail"][TPS_A] == {"objections": 1, "corrections": 0}
+    # the overview's kecamatan row counts TPS objected to, for the election objected to only
+    kec_rows = {el["kind"]: next(k for k in el["kecamatan"] if k["code"] == KEC)
+                for el in before["elections"]}  # fmt: skip
+    assert kec_rows[a.election]["tps_objections"] == 1
+    assert all(r["tps_objections"] == 0 for kind, r in kec_rows.items() if kind != a.election)
     assert tally_before == central.status()["elections"][1]["tally"]  # objections never count
 
     corr = world.correct(ppk, ppk_cert, a, **_fix(a))

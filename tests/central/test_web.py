@@ -4,6 +4,8 @@ malformed input that must answer 4xx while the server keeps serving."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,13 @@ from aiohttp.test_utils import TestClient
 
 from estafet.central.errors import DatabaseError
 from estafet.central.ingest import Central
-from estafet.central.web import MSGPACK, add_central_routes, client_address, parse_proxies
+from estafet.central.web import (
+    CACHE_KEY,
+    MSGPACK,
+    add_central_routes,
+    client_address,
+    parse_proxies,
+)
 from estafet.crypto.keys import SigningKey
 from estafet.protocol import codec
 from estafet.protocol.objects import CertificateBody, decode_envelope
@@ -51,7 +59,8 @@ async def test_pages_and_status(client: Client, central: Central, world: World) 
     text = await resp.text()
     assert resp.status == 200 and "Pilkada 2024 - Kabupaten Kotabaru" in text
     assert "'nonce-" in resp.headers["Content-Security-Policy"]
-    assert "innerHTML" not in text and "<progress" in text and "Hampang" in text
+    assert "innerHTML" not in text and 'role="img"' in text and "Hampang" in text
+    assert "style=" not in text  # the CSP allows no inline style attributes
     resp = await client.get("/api/status")
     status = await resp.json()
     # two log entries: the accepted receipt, then the one saying all photos arrived
@@ -64,6 +73,58 @@ async def test_pages_and_status(client: Client, central: Central, world: World) 
     resp = await client.get("/metrics")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
     assert "estafet_central_log_length 2" in await resp.text()
+
+
+async def test_status_is_computed_once_per_change(
+    client: Client, central: Central, world: World
+) -> None:
+    """Many requests, one computation; an ingest (and a photo) makes the next one recompute;
+    a poller holding the ETag gets 304 until then."""
+    cache = client.server.app[CACHE_KEY]
+    first = await client.get("/api/status")
+    etag = first.headers["ETag"]
+    for path in ("/", "/api/status") * 10:
+        assert (await client.get(path)).status == 200
+    assert cache.computed == 1
+    assert (await client.get("/", headers={"If-None-Match": etag})).status == 304
+    assert (await client.get("/api/status", headers={"If-None-Match": etag})).status == 304
+    key, cert = world.officer("chair-a")
+    env = result(world, key, cert)
+    central.ingest(env.encode(), NOW)
+    fresh = await client.get("/api/status", headers={"If-None-Match": etag})
+    assert fresh.status == 200 and fresh.headers["ETag"] != etag
+    assert (await fresh.json())["elections"][1]["tps_accepted"] == 1
+    assert cache.computed == 2
+    central.note_blob(photo_hashes(env)[0], NOW)
+    assert (await client.get("/")).status == 200 and cache.computed == 3
+    page = await (await client.get("/")).text()
+    nonce = client_nonce(page)
+    assert page.count(f'nonce="{nonce}"') == 2  # each response its own nonce, in style and script
+
+
+def client_nonce(page: str) -> str:
+    return page.split('<style nonce="', 1)[1].split('"', 1)[0]
+
+
+async def test_tps_zip_holds_the_signed_objects(
+    client: Client, central: Central, world: World
+) -> None:
+    key, cert = world.officer("chair-a")
+    env = result(world, key, cert)
+    central.ingest(env.encode(), NOW)
+    resp = await client.get(f"/tps/{TPS_A}/tps-{TPS_A}.zip")
+    assert resp.status == 200 and resp.content_type == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(await resp.read())) as z:
+        names = z.namelist()
+        assert f"tps-{TPS_A}/trust.json" in names
+        obj = f"tps-{TPS_A}/estafet-bundle/objects/{env.id.hex()}.obj"
+        assert z.read(obj) == env.encode()
+        kinds = {decode_envelope(z.read(n)).kind for n in names if n.endswith(".obj")}
+        assert {"result", "receipt", "manifest"} <= kinds
+    page = await (await client.get(f"/tps/{TPS_A}")).text()
+    assert f"estafet verify --trust tps-{TPS_A}/trust.json tps-{TPS_A}/" in page
+    assert (await client.get(f"/tps/{TPS_A}/tps-6302142001002.zip")).status == 404
+    assert (await client.get("/tps/6302999999001/tps-6302999999001.zip")).status == 404
 
 
 async def test_unknown_tps_pages(client: Client) -> None:

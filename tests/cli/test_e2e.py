@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from estafet.demo.forms import plausible_form
-from estafet.demo.run import make_png
+from estafet.demo.sheet import sheet_png
 from tests.cli.clikit import (
     MANIFEST,
     PASS,
@@ -98,11 +98,14 @@ def test_results_hop_to_central_and_receipts_come_back(tmp_path: Path) -> None:
         ids = []
         for i, (election, ballots) in enumerate(BALLOTS.items()):
             form = tmp_path / f"{election}.json"
-            form.write_text(json.dumps(plausible_form(election, TPS_A, ballots, i)))
+            doc = plausible_form(election, TPS_A, ballots, i)
+            form.write_text(json.dumps(doc))
             photos: list[str | Path] = []
             for sheet in (1, 2, 3):
                 f = tmp_path / f"{election}-{sheet}.png"
-                f.write_bytes(make_png(f"{election}-{sheet}", 160, 120))
+                f.write_bytes(
+                    sheet_png(TPS_A, election, sheet, doc["votes"], doc["valid"], doc["invalid"])
+                )
                 photos += ["--photo", f]
             ids.append(run("result", "submit", "--home", phone, "--form", form, *photos).strip())
         pending = json.loads(run("node", "status", "--home", phone, "--json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from estafet.relay.local import submit_result
+from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
 from tests.kit import TPS_A, World, form_json, photo_files
 from tests.relay.nodes import make_node
@@ -46,10 +47,8 @@ async def test_phone_relay_gateway(tmp_path: Path) -> None:
             await n.stop()
 
 
-async def test_gateway_recap_offline(tmp_path: Path) -> None:
-    """A PPK gateway shows the kecamatan recap from the signed results it holds."""
-    import aiohttp
-
+async def _phone_and_gateway(tmp_path: Path) -> tuple[Node, Node]:
+    """A KPPS phone holding a signed bupati result and a Hampang gateway, both started."""
     world = World()
     phone = make_node(world, tmp_path, "phone", role="kpps-chair", scope=(TPS_A,))
     gateway = make_node(world, tmp_path, "gw", role="gateway", scope=("630214",))
@@ -57,6 +56,14 @@ async def test_gateway_recap_offline(tmp_path: Path) -> None:
                   photo_files(tmp_path, "b", 50_000), world.now)  # fmt: skip
     await phone.start()
     await gateway.start()
+    return phone, gateway
+
+
+async def test_gateway_recap_offline(tmp_path: Path) -> None:
+    """A PPK gateway shows the kecamatan recap from the signed results it holds."""
+    import aiohttp
+
+    phone, gateway = await _phone_and_gateway(tmp_path)
     try:
         assert (await phone.sync_now(f"http://127.0.0.1:{gateway.port}")).ok
         async with aiohttp.ClientSession() as http:
@@ -70,6 +77,38 @@ async def test_gateway_recap_offline(tmp_path: Path) -> None:
         assert kec["tps_accepted"] == 1
         assert kec["tps_photos_complete"] == 1
         assert "Hampang" in html
+    finally:
+        await phone.stop()
+        await gateway.stop()
+
+
+async def test_gateway_recap_is_cached_until_the_store_changes(tmp_path: Path) -> None:
+    """Repeated requests verify nothing again; a poller with the ETag gets 304; a new object
+    changes the answer."""
+    import aiohttp
+
+    phone, gateway = await _phone_and_gateway(tmp_path)
+    calls = []
+    verify = gateway.trust.verify
+    gateway.trust.verify = lambda *a, **k: calls.append(1) or verify(*a, **k)  # type: ignore[method-assign]
+    url = f"http://127.0.0.1:{gateway.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/api/status") as r:
+                etag = r.headers["ETag"]
+            before = len(calls)
+            for path in ("/", "/api/status") * 5:
+                async with http.get(url + path) as r:
+                    assert r.status == 200 and r.headers["ETag"] == etag
+            async with http.get(url + "/", headers={"If-None-Match": etag}) as r:
+                assert r.status == 304
+            assert len(calls) == before
+            assert (await phone.sync_now(url)).ok
+            async with http.get(url + "/api/status", headers={"If-None-Match": etag}) as r:
+                assert r.status == 200 and r.headers["ETag"] != etag
+                view = await r.json()
+        bupati = next(e for e in view["elections"] if e["kind"] == "bupati")
+        assert bupati["tps_accepted"] == 1 and bupati["timeline"]["counts"][-1] == 1
     finally:
         await phone.stop()
         await gateway.stop()
