@@ -58,12 +58,11 @@ from estafet.protocol.tally import resolve_slot, supersede_problem
 
 from . import views
 from .authority import Authority
-from .db import CentralDB, Row
+from .db import Row, open_db
 from .enroll import Enrollment, EnrollResult
 from .errors import LogError
 from .metrics import Stats
 
-DB_FILE = "central.db"
 MAX_REASON = 500
 PHOTOS_COMPLETE = "photos-complete"
 """Marks a result's receipt once all three photos reached the central server."""
@@ -100,13 +99,14 @@ class Ingested:
 
 
 class Central:
-    """The central server's state: central.db in ``home`` plus the authority's keys."""
+    """The central server's state: its database (central.db in ``home``, or the PostgreSQL
+    database that ``home/central.toml`` names) plus the authority's keys."""
 
     def __init__(self, home: Path, authority: Authority, *, valid_until: int | None = None):
         self.home = Path(home)
         self.authority = authority
         self.trust = authority.trust
-        self.db = CentralDB(self.home / DB_FILE)
+        self.db = open_db(self.home)
         self.stats = Stats()
         self.enrollment = Enrollment(self.db, authority, valid_until=valid_until)
         self.trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -172,16 +172,28 @@ class Central:
             if known is not None and verified is None:
                 return self._duplicate(oid, kind, known["status"])
             with self.db.write():
-                self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
-                if verified is None:
-                    tps, election = (env.tps, env.election) if env else ("", "")
-                    self._record(oid, kind, tps, election, "rejected", error, now)
-                else:
-                    self._handle(verified, now)
+                raced = self._raced(oid, verified is not None)
+                if raced is None:
+                    self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
+                    if verified is None:
+                        tps, election = (env.tps, env.election) if env else ("", "")
+                        self._record(oid, kind, tps, election, "rejected", error, now)
+                    else:
+                        self._handle(verified, now)
+            if raced is not None:
+                return self._duplicate(oid, kind, raced)
             state = self.db.object_state(oid)
             assert state is not None
             self.stats.received(kind or "unknown", state["status"])
             return Ingested(self.db.latest_receipt(oid), state["status"], verified)
+
+    def _raced(self, oid: bytes, ok: bool) -> str | None:
+        """Inside the write: the status another process gave ``oid`` since we looked (several
+        central processes share one database), when that makes this copy a duplicate."""
+        known = self.db.object_state(oid)
+        if known is None or (known["status"] == "rejected" and not known["verified"] and ok):
+            return None
+        return str(known["status"])
 
     @staticmethod
     def _decode(raw: bytes) -> tuple[Envelope | None, bytes | None, str]:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import estafet.central.serve as serve
-from estafet.central.db import CentralDB
+from estafet.central.db import CentralDB, SQLiteCentralDB
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from tests.central.conftest import world_authority
 from tests.kit import World
@@ -32,18 +32,27 @@ KILL_WHEN = {
 
 
 def arm(query: str) -> None:
-    write = CentralDB.write
+    """SIGKILL this process right after the first committed write that makes ``query`` true,
+    on whichever backend the home names."""
+    from estafet.central.pg import PostgresCentralDB
+
+    for cls in (SQLiteCentralDB, PostgresCentralDB):
+        _arm(cls, query)
+
+
+def _arm(cls: type[CentralDB], query: str) -> None:
+    write = cls.write
 
     @contextlib.contextmanager
     def killing_write(self: CentralDB) -> Iterator[None]:
         with write(self):
             yield
-        if "log" not in self.db.table_names():
+        if self.schema_version() < 1:
             return  # a migration creating the tables
-        if self.db.execute(query).fetchone():
+        if self.query(query):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    CentralDB.write = killing_write  # type: ignore[method-assign]
+    cls.write = killing_write  # type: ignore[method-assign]
 
 
 async def _main(home: Path, now: int) -> None:

@@ -12,12 +12,12 @@ forever.)
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
 
+from estafet.central.db import open_db, write_config
 from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
@@ -59,12 +59,13 @@ class CentralProcess:
 
 
 def log_receipts(home: Path) -> dict[bytes, str]:
-    """Receipt id -> status of every entry of the central ingest log, read from central.db."""
-    with sqlite3.connect(home / "central.db") as db:
-        rows = db.execute(
-            "SELECT r.id, l.status FROM receipts r JOIN log l ON l.idx = r.log_idx"
-        ).fetchall()
-    return {bytes(i): s for i, s in rows}
+    """Receipt id -> status of every entry of the central ingest log, read from its database."""
+    db = open_db(home)
+    try:
+        rows = db.query("SELECT r.id, l.status FROM receipts r JOIN log l ON l.idx = r.log_idx")
+    finally:
+        db.close()
+    return {bytes(r["id"]): r["status"] for r in rows}
 
 
 async def submit(node: Node, world: World, tmp: Path, tag: str, **form: object) -> bytes:
@@ -74,12 +75,16 @@ async def submit(node: Node, world: World, tmp: Path, tag: str, **form: object) 
 
 
 @pytest.mark.parametrize("case", ["conflict", "photos"])
-async def test_a_kill_between_the_two_databases_loses_no_receipt(tmp_path: Path, case: str) -> None:
+async def test_a_kill_between_the_two_databases_loses_no_receipt(
+    tmp_path: Path, case: str, backend: str
+) -> None:
     """conflict: killed right after B's ingest logged B and the earlier A as conflicts.
     photos: killed right after A's third photo logged A's photos-complete receipt."""
     world = World()
     home = tmp_path / "central"
     home.mkdir()
+    if backend != "sqlite":
+        write_config(home, backend)
     chair = make_node(world, tmp_path, "chair-a", role="kpps-chair", scope=(TPS_A,))
     thief = make_node(world, tmp_path, "thief", role="kpps-chair", scope=(TPS_A,))
     gw = make_node(world, tmp_path, "gw", role="gateway", scope=("6302",))
