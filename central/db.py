@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 import tomllib
@@ -97,6 +98,11 @@ def write_config(home: Path, url: str) -> None:
         f"database = {json.dumps(url)}\n"
     )
     (Path(home) / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def open_db(home: Path) -> CentralDB:

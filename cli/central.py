@@ -19,6 +19,7 @@ from estafet.central import (
     revoke,
     void,
 )
+from estafet.central.db import CONFIG_FILE, open_db, redact, write_config
 from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
 from estafet.central.serve import open_central, tls_context
 from estafet.central.web import parse_proxies
@@ -57,12 +58,20 @@ def central() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Election manifest TOML (see docs/manifest.md).",
 )
+@click.option(
+    "--database",
+    default=None,
+    metavar="postgresql://USER@HOST/DB",
+    help="Keep the central data in PostgreSQL (written to central.toml; docs/deploy.md). "
+    "Default: SQLite central.db in the home.",
+)
 @passphrase_option
 @root_passphrase_option
 @friendly
 def central_init(
     home: Path | None,
     manifest_file: Path,
+    database: str | None,
     passphrase_file: Path | None,
     root_passphrase_file: Path | None,
 ) -> None:
@@ -74,7 +83,13 @@ def central_init(
     manifest = load_manifest_file(manifest_file)
     pw = get_passphrase(passphrase_file, confirm=True, what="issuer key (the server's)")
     root_pw = get_root_passphrase(root_passphrase_file, confirm=True)
+    if database is not None and not database.startswith(("postgresql://", "postgres://")):
+        raise click.UsageError("--database takes a postgresql:// URL (leave it out for SQLite)")
     init_central(h, manifest, pw, int(time.time()), root_passphrase=root_pw)
+    if database is not None:
+        write_config(h, database)
+        open_db(h).close()  # reachable, durable settings, schema migrated: fail now, not later
+        click.echo(f"central database: {redact(database)} (in {h / CONFIG_FILE})")
     n_tps = len(manifest.tps)
     click.echo(
         f"central home {h} created: {manifest.name}, {len(manifest.elections)} "
