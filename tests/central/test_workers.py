@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import msgpack
-import pytest
 
 from estafet.central.authority import Authority
 from estafet.central.ingest import Central
