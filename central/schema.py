@@ -147,9 +147,15 @@ _M2 = [  # failures keyed by client block and by code (issue 11: no global lock-
     "CREATE INDEX idx_voids_result ON voids (result)",
 ]
 
+_M3 = [  # every ingest asks whether a manifest or revocation list arrived (trust_marker): an
+    # index, not a scan of every object, so the rate stays flat as the night goes on (issue 16)
+    "CREATE INDEX idx_objects_kind_status ON objects (kind, status, received)",
+]
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "initial schema", _M1),
     (2, "enrollment failures per code; voids", _M2),
+    (3, "objects by kind and status", _M3),
 ]
 """Numbered schema changes, the same on both backends. Append only; never edit one that
 shipped (these are the statements sqlite-utils generated for the first two, written out)."""

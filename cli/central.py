@@ -276,6 +276,21 @@ def central_status(home: Path | None, as_json: bool, passphrase_file: Path | Non
         click.echo(f"CONFLICT {c_['election']} TPS {c_['tps']}: {len(c_['objects'])} results")
 
 
+@central.command("audit")
+@home_option
+@passphrase_option
+@friendly
+def central_audit(home: Path | None, passphrase_file: Path | None) -> None:
+    """Recompute the ingest log's hash chain and check every receipt (after a restore)."""
+    c = _open(resolve_home(home), passphrase_file)
+    try:
+        c.verify_log()
+        length, head = c.db.log_head()
+    finally:
+        c.close()
+    click.echo(f"ingest log verified: {length} entries, head {(head or b'').hex() or '-'}")
+
+
 @central.command("revoke")
 @home_option
 @click.option("--serial", type=int, default=None, help="Certificate serial to revoke.")

@@ -84,6 +84,10 @@ def test_central_init_database_writes_the_config_and_status_reads_it(
     assert done.exit_code == 0, done.output
     assert json.loads(done.output)["log"]["length"] == 0
     assert not (home / "central.db").exists()  # nothing went to a stray SQLite file
+    done = runner.invoke(cli, ["central", "audit", *common])
+    assert done.exit_code == 0 and "0 entries" in done.output, done.output
+    done = runner.invoke(cli, ["central", "codes", "--role", "relay", "--count", "1", *common])
+    assert done.exit_code == 0, done.output
     pg_server.drop(url)
 
 
