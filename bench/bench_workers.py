@@ -34,7 +34,7 @@ from estafet.central.db import write_config
 from estafet.central.ingest import Central
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.pgserver import PgServer, PgUnavailable  # noqa: E402
+from tests.pgserver import PgServer, PgUnavailable
 
 NATION_RESULTS = int(435_000 * 2.5)
 WORKERS = (1, 2, 4)
@@ -132,13 +132,15 @@ def main(quick: bool) -> dict[str, Any]:
                             baseline=base, target="recorded", ok=True, quick=quick,
                             spread=rates[key]["spread"],
                             note=f"{per_core:.0f}/s per core used; last/first quarter "
-                                 f"{min(flat):.2f}; nation {NATION_RESULTS / rate / 60:.0f} min"))  # fmt: skip
+                                 f"{min(flat):.2f}; nation "
+                                 f"{NATION_RESULTS / rate / 60:.0f} min"))  # fmt: skip
         proj = ", ".join(f"{c} cores {projections[backend][str(c)]:.0f}/s "
                          f"({NATION_RESULTS / projections[backend][str(c)] / 60:.0f} min)"
                          for c in CORES_PROJECTED)  # fmt: skip
-        rows.append(row("12", f"{backend}: projected for 8 cores", projections[backend]["8"], "/s",
-                        target="recorded", ok=True, quick=quick,
-                        note=f"verify {v * 1e3:.2f} ms + serial write {w * 1e3:.2f} ms; {proj}"))  # fmt: skip
+        rows.append(row("12", f"{backend}: projected for 8 cores", projections[backend]["8"],
+                        "/s", target="recorded", ok=True, quick=quick,
+                        note=f"verify {v * 1e3:.2f} ms + serial write {w * 1e3:.2f} ms; "
+                             f"{proj}"))  # fmt: skip
     return {
         "rows": rows,
         "results": n,
