@@ -140,8 +140,9 @@ class Central:
         done = self.ingest_verified(raw, now)
         return done.receipt, done.status
 
-    def ingest_verified(self, raw: bytes, now: int) -> Ingested:
-        """:meth:`ingest`, also handing back the verified object (verified once, here)."""
+    def ingest_verified(self, raw: bytes, now: int, *, tries: int = 3) -> Ingested:
+        """:meth:`ingest`, also handing back the verified object (verified once, here; again
+        if another process accepted a revocation or manifest while it was being verified)."""
         with self.db.lock:
             self.refresh_trust()
             self.stats.bytes += len(raw)
@@ -172,14 +173,18 @@ class Central:
             if known is not None and verified is None:
                 return self._duplicate(oid, kind, known["status"])
             with self.db.write():
-                raced = self._raced(oid, verified is not None)
-                if raced is None:
+                stale = tries > 1 and self.db.trust_marker() != self._marker
+                raced = None if stale else self._raced(oid, verified is not None)
+                if raced is None and not stale:
                     self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
                     if verified is None:
                         tps, election = (env.tps, env.election) if env else ("", "")
                         self._record(oid, kind, tps, election, "rejected", error, now)
                     else:
                         self._handle(verified, now)
+            if stale:  # verified against trust another process has changed since: again
+                self._relearn()
+                return self.ingest_verified(raw, now, tries=tries - 1)
             if raced is not None:
                 return self._duplicate(oid, kind, raced)
             state = self.db.object_state(oid)

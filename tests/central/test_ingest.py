@@ -438,6 +438,31 @@ def test_a_running_server_learns_a_revocation_made_by_another_process(
         revoker.close()
 
 
+def test_a_revocation_taken_by_another_worker_during_verification_is_applied(
+    authority: Authority, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers (issue 16): worker B takes a revocation after worker A refreshed its
+    trust but before A's write. A must not accept the revoked key's result on stale trust
+    (B's sweep of accepted results ran before A's result existed)."""
+    from tests.central.conftest import world_authority
+
+    key, cert = world.officer("chair-a")
+    a = Central(authority.home, authority)
+    b = Central(authority.home, world_authority(world, authority.home))
+    try:
+        monkeypatch.setattr(a, "refresh_trust", lambda: None)  # A's refresh came just before
+        serial = cert.body.serial  # type: ignore[union-attr]
+        assert b.ingest(_revoke(world, serial, NOW).encode(), NOW)[1] == "accepted"
+        receipt, status = a.ingest(result(world, key, cert).encode(), NOW + 60)
+        assert status == "rejected"
+        body = decode_envelope(receipt or b"").body
+        assert isinstance(body, ReceiptBody) and body.reason == "revoked-signer"
+        a.verify_log()
+    finally:
+        a.close()
+        b.close()
+
+
 def test_endorsements_count_distinct_signers_never_the_results_own(
     central: Central, world: World
 ) -> None:
