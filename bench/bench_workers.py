@@ -30,7 +30,7 @@ from typing import Any
 from bench_ingest import KOTABARU_TPS, authority, make_results, trust_verify
 from benchkit import World, cli, row, summarize
 
-from estafet.central.db import write_config
+from estafet.central.config import write_config
 from estafet.central.ingest import Central
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

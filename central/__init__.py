@@ -7,6 +7,7 @@ Codemap::
     authority.py      the authority home: root/issuer keys, issuer cert, manifest, revocations
     schema.py         the tables as portable SQL (numbered migrations) and the two dialects
     db.py             CentralDB: every SQL statement; SQLiteCentralDB (central.db, the default)
+    config.py         central.toml: which database a home uses (open_db)
     pg.py             PostgresCentralDB: the same on PostgreSQL, for several workers (psycopg)
     enroll.py         one-time enrollment codes -> device certificates
     ingest.py         Central: verify, store, hash-chained log, receipts

@@ -9,11 +9,11 @@ portable SQL (:mod:`.schema`); two implementations supply only the connection:
   tables. :meth:`write` is ``BEGIN IMMEDIATE`` ... ``COMMIT``, which also serialises writers in
   other processes.
 * :class:`estafet.central.pg.PostgresCentralDB` (``database = "postgresql://..."`` in
-  ``<home>/central.toml``): several central processes share one database. :meth:`write` takes
-  a transaction-scoped advisory lock first, so the writes of all processes are serialised in the
-  database exactly as SQLite's ``BEGIN IMMEDIATE`` serialises them: the hash chain has one head,
-  and the counting rule sees every result committed before it. Verification (the costly part)
-  runs before :meth:`write`, in parallel.
+  ``<home>/central.toml``, see :mod:`.config`): several central processes share one
+  database. :meth:`write` takes a transaction-scoped advisory lock first, so the writes of all
+  processes are serialised in the database exactly as SQLite's ``BEGIN IMMEDIATE`` serialises
+  them: the hash chain has one head, and the counting rule sees every result committed before
+  it. Verification runs before :meth:`write`, in parallel.
 
 Transactions: one logical write is one :meth:`write` block, rolled back on any exception, and
 ``COMMIT`` returns only once it is durable; writes outside ``write()`` are a bug
@@ -29,7 +29,6 @@ import json
 import re
 import sqlite3
 import threading
-import tomllib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,9 +40,6 @@ from .schema import MIGRATIONS, MIGRATIONS_TABLE, SQLITE, Dialect, upsert
 
 Row = dict[str, Any]
 Params = tuple[Any, ...] | dict[str, Any]
-DB_FILE = "central.db"
-CONFIG_FILE = "central.toml"
-"""Optional, in the central home: ``database = "postgresql://user@host/db"``; absent, SQLite."""
 
 _RESULTS_SELECT = (
     "SELECT r.*, o.status, o.reason, {HEXAGG} AS photo_hex "
@@ -72,47 +68,9 @@ _CODE_COLS = ("hash", "role", "tps", "scope", "created", "expires_at")
 _PUT_CODE = f"INSERT INTO enroll_codes ({', '.join(_CODE_COLS)}) VALUES (:{', :'.join(_CODE_COLS)})"
 
 
-def database_url(home: Path) -> str | None:
-    """The database named in ``<home>/central.toml``, or None for the default SQLite file."""
-    path = Path(home) / CONFIG_FILE
-    if not path.exists():
-        return None
-    try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise DatabaseError(f"{path}: cannot read: {exc}") from exc
-    url = config.get("database", "")
-    if not isinstance(url, str) or not url:
-        return None
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise DatabaseError(f"{path}: database must be a postgresql:// URL (or absent: SQLite)")
-    return url
-
-
-def write_config(home: Path, url: str) -> None:
-    """Name the central database in ``<home>/central.toml`` (``central init --database``)."""
-    if not url.startswith(("postgresql://", "postgres://")):
-        raise DatabaseError("--database must be a postgresql:// URL (leave it out for SQLite)")
-    text = (
-        "# the central database (docs/deploy.md); without this file: SQLite central.db\n"
-        f"database = {json.dumps(url)}\n"
-    )
-    (Path(home) / CONFIG_FILE).write_text(text, encoding="utf-8")
-
-
 def redact(url: str) -> str:
     """``url`` without its password, for messages and logs."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def open_db(home: Path) -> CentralDB:
-    """The central database of ``home``: PostgreSQL when central.toml names one, else SQLite."""
-    url = database_url(home)
-    if url is None:
-        return SQLiteCentralDB(Path(home) / DB_FILE)
-    from .pg import PostgresCentralDB  # psycopg is an optional extra
-
-    return PostgresCentralDB(url)
 
 
 class CentralDB(ABC):

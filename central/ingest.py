@@ -58,7 +58,8 @@ from estafet.protocol.tally import resolve_slot, supersede_problem
 
 from . import views
 from .authority import Authority
-from .db import Row, open_db
+from .config import open_db
+from .db import Row
 from .enroll import Enrollment, EnrollResult
 from .errors import LogError
 from .metrics import Stats

@@ -19,7 +19,8 @@ from estafet.central import (
     revoke,
     void,
 )
-from estafet.central.db import CONFIG_FILE, open_db, redact, write_config
+from estafet.central.config import CONFIG_FILE, open_db, write_config
+from estafet.central.db import redact
 from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
 from estafet.central.serve import open_central, tls_context
 from estafet.central.web import parse_proxies

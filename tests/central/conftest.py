@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from estafet.central.authority import Authority
-from estafet.central.db import write_config
+from estafet.central.config import write_config
 from estafet.central.ingest import Central
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import seal

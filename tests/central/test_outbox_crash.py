@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from estafet.central.db import open_db, write_config
+from estafet.central.config import open_db, write_config
 from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB

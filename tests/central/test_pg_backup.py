@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from estafet.central.db import database_url, write_config
+from estafet.central.config import database_url, write_config
 from estafet.central.errors import DatabaseError
 from estafet.central.ingest import Central
 from estafet.cli.main import cli
