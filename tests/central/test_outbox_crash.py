@@ -121,3 +121,46 @@ async def test_a_kill_between_the_two_databases_loses_no_receipt(
     finally:
         for n in (chair, thief, gw):
             await n.stop()
+
+
+async def test_two_central_servers_on_one_home_serve_one_log(tmp_path: Path, backend: str) -> None:
+    """docs/deploy.md 5b: two `central serve` workers share a home (and, on PostgreSQL, the
+    database). A gateway pushes to one; the other, syncing with a second gateway that holds a
+    conflicting result, logs the conflict; every receipt of the one log reaches both gateways,
+    photos included, whichever worker took the object."""
+    world = World()
+    home = tmp_path / "central"
+    home.mkdir()
+    if backend != "sqlite":
+        write_config(home, backend)
+    chair = make_node(world, tmp_path, "chair-a", role="kpps-chair", scope=(TPS_A,))
+    thief = make_node(world, tmp_path, "thief", role="kpps-chair", scope=(TPS_A,))
+    gw1 = make_node(world, tmp_path, "gw1", role="gateway", scope=("6302",))
+    gw2 = make_node(world, tmp_path, "gw2", role="gateway", scope=("6302",))
+    nodes = (chair, thief, gw1, gw2)
+    for n in nodes:
+        await n.start()
+    try:
+        first = await submit(chair, world, tmp_path, "a")
+        assert (await chair.sync_now(f"http://127.0.0.1:{gw1.port}")).ok
+        await submit(thief, world, tmp_path, "b", invalid=0)
+        assert (await thief.sync_now(f"http://127.0.0.1:{gw2.port}")).ok
+        async with CentralProcess(home, world.now) as one, CentralProcess(home, world.now) as two:
+            for _ in range(2):
+                for gw in (gw1, gw2):
+                    for worker in (one, two):
+                        gw.peers.clear()
+                        report = await gw.sync_now(worker.url)
+                        assert report.ok, report.error
+        issued = log_receipts(home)
+        statuses = sorted(issued.values())
+        assert statuses.count("conflict") >= 2 and "accepted" in statuses, statuses  # + photos
+        for gw in (gw1, gw2):
+            held = await gw.store.read(StoreDB.has, list(issued))
+            assert set(held) == set(issued), "a receipt of the one log missed a gateway"
+        assert (await chair.sync_now(f"http://127.0.0.1:{gw1.port}")).ok
+        mine = {o["id"]: o for o in await chair.store.read(StoreDB.objects, "result")}
+        assert mine[first]["state"] == "conflict"
+    finally:
+        for n in nodes:
+            await n.stop()
