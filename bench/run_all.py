@@ -15,6 +15,7 @@ crashes cannot take the others with it, and none inherits another's memory or th
   9  a village relay's disk after carrying a kecamatan
   10 a hostile 4 MiB body of nested empty arrays: RSS added and decode time
   11 the officer's phone app: first-load bytes, first render (CPU 4x slower), sign -> stored
+  12 central ingest with 1, 2, 4 worker processes, PostgreSQL against SQLite; per core
   14 /api/status and / latency under 8 clients vs a static file of the same size
 
 ``--quick`` is a smoke run (small sizes, one repeat, under ~90 s): it checks that every bench
@@ -44,9 +45,10 @@ BENCHES = [  # (name, script, figures it reports)
     ("store", "bench_store.py", ["9"]),
     ("decode", "bench_decode.py", ["10"]),
     ("app", "bench_app.py", ["11"]),
+    ("workers", "bench_workers.py", ["12"]),
     ("dashboard", "bench_dashboard.py", ["14"]),
 ]
-FIGURES = [str(i) for i in range(1, 11)]
+FIGURES = [str(i) for i in range(1, 13)] + ["14"]
 
 
 def reconcile_rows(report: dict[str, Any], quick: bool) -> list[dict[str, Any]]:

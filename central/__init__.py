@@ -5,7 +5,10 @@ Codemap::
     errors.py         CentralError and its subclasses
     manifest_file.py  the manifest TOML + CSV files -> Manifest
     authority.py      the authority home: root/issuer keys, issuer cert, manifest, revocations
-    db.py             CentralDB: every SQL statement (central.db, WAL, STRICT, migrations)
+    schema.py         the tables as portable SQL (numbered migrations) and the two dialects
+    db.py             CentralDB: every SQL statement; SQLiteCentralDB (central.db, the default)
+    config.py         central.toml: which database a home uses (open_db)
+    pg.py             PostgresCentralDB: the same on PostgreSQL, for several workers (psycopg)
     enroll.py         one-time enrollment codes -> device certificates
     ingest.py         Central: verify, store, hash-chained log, receipts
     views.py          status and TPS-page views (read-only)
@@ -17,7 +20,8 @@ Codemap::
 The counting rule is :mod:`estafet.protocol.tally`; the HTML is :mod:`estafet.pages.dashboard`.
 
 Invariants: the core (everything but web.py) is synchronous and never reads the clock: ``now``
-is an argument. One logical write is one SQLite transaction.
+is an argument. One logical write is one database transaction, serialised with every other
+central process's (SQLite ``BEGIN IMMEDIATE``; PostgreSQL an advisory lock).
 """
 
 from .authority import (

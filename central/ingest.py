@@ -58,12 +58,12 @@ from estafet.protocol.tally import resolve_slot, supersede_problem
 
 from . import trail, views
 from .authority import Authority
-from .db import CentralDB, Row
+from .config import open_db
+from .db import Row
 from .enroll import Enrollment, EnrollResult
 from .errors import LogError
 from .metrics import Stats
 
-DB_FILE = "central.db"
 MAX_REASON = 500
 PHOTO_KINDS = ("result", "admission", "objection", "correction")
 """Kinds whose receipts say ``photos_complete`` once every photo they name is here."""
@@ -100,13 +100,14 @@ class Ingested:
 
 
 class Central:
-    """The central server's state: central.db in ``home`` plus the authority's keys."""
+    """The central server's state: its database (central.db in ``home``, or the PostgreSQL
+    database that ``home/central.toml`` names) plus the authority's keys."""
 
     def __init__(self, home: Path, authority: Authority, *, valid_until: int | None = None):
         self.home = Path(home)
         self.authority = authority
         self.trust = authority.trust
-        self.db = CentralDB(self.home / DB_FILE)
+        self.db = open_db(self.home)
         self.stats = Stats()
         self.enrollment = Enrollment(self.db, authority, valid_until=valid_until)
         self.trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -141,8 +142,9 @@ class Central:
         done = self.ingest_verified(raw, now)
         return done.receipt, done.status
 
-    def ingest_verified(self, raw: bytes, now: int) -> Ingested:
-        """:meth:`ingest`, also handing back the verified object (verified once, here)."""
+    def ingest_verified(self, raw: bytes, now: int, *, tries: int = 3) -> Ingested:
+        """:meth:`ingest`, also handing back the verified object (verified once, here; again
+        if another process accepted a revocation or manifest while it was being verified)."""
         with self.db.lock:
             self.refresh_trust()
             self.stats.bytes += len(raw)
@@ -173,16 +175,32 @@ class Central:
             if known is not None and verified is None:
                 return self._duplicate(oid, kind, known["status"])
             with self.db.write():
-                self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
-                if verified is None:
-                    tps, election = (env.tps, env.election) if env else ("", "")
-                    self._record(oid, kind, tps, election, "rejected", error, now)
-                else:
-                    self._handle(verified, now)
+                stale = tries > 1 and self.db.trust_marker() != self._marker
+                raced = None if stale else self._raced(oid, verified is not None)
+                if raced is None and not stale:
+                    self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
+                    if verified is None:
+                        tps, election = (env.tps, env.election) if env else ("", "")
+                        self._record(oid, kind, tps, election, "rejected", error, now)
+                    else:
+                        self._handle(verified, now)
+            if stale:  # verified against trust another process has changed since: again
+                self._relearn()
+                return self.ingest_verified(raw, now, tries=tries - 1)
+            if raced is not None:
+                return self._duplicate(oid, kind, raced)
             state = self.db.object_state(oid)
             assert state is not None
             self.stats.received(kind or "unknown", state["status"])
             return Ingested(self.db.latest_receipt(oid), state["status"], verified)
+
+    def _raced(self, oid: bytes, ok: bool) -> str | None:
+        """Inside the write: the status another process gave ``oid`` since we looked (several
+        central processes share one database), when that makes this copy a duplicate."""
+        known = self.db.object_state(oid)
+        if known is None or (known["status"] == "rejected" and not known["verified"] and ok):
+            return None
+        return str(known["status"])
 
     @staticmethod
     def _decode(raw: bytes) -> tuple[Envelope | None, bytes | None, str]:

@@ -31,8 +31,8 @@ TRUST_SQL = (
 )
 RECEIPTS_SQL = "SELECT id, raw FROM receipts WHERE object = ? ORDER BY log_idx"
 PHOTOS_SQL = (
-    "SELECT DISTINCT p.sha256 FROM photos p JOIN results r ON r.id = p.result"
-    " JOIN blobs b ON b.sha256 = p.sha256 WHERE r.tps = ?"
+    "SELECT DISTINCT p.sha256 FROM photos p JOIN objects o ON o.id = p.result"
+    " JOIN blobs b ON b.sha256 = p.sha256 WHERE o.tps = ? AND o.status != 'rejected'"
 )
 
 
@@ -46,21 +46,23 @@ def tps_bundle(
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr(f"{top}/trust.json", trust_json)
         z.writestr(f"{top}/README.txt", _readme(tps))
-        objects = list(db.db.execute(OBJECTS_SQL, (tps,)))
+        objects = [(r["id"], r["raw"]) for r in db.query(OBJECTS_SQL, (tps,))]
         written: set[str] = set()
         trust = [(decode_envelope(raw).id, raw) for raw in anchors]
-        for oid, raw in [*trust, *db.db.execute(TRUST_SQL), *objects]:
+        held = [(r["id"], r["raw"]) for r in db.query(TRUST_SQL)]
+        for oid, raw in [*trust, *held, *objects]:
             name = f"{top}/estafet-bundle/objects/{bytes(oid).hex()}.obj"
             if name not in written:
                 written.add(name)
                 z.writestr(name, bytes(raw))
         for oid, _ in objects:
-            for rid, raw in db.db.execute(RECEIPTS_SQL, (oid,)):
-                z.writestr(f"{top}/estafet-bundle/objects/{bytes(rid).hex()}.obj", bytes(raw))
-        for (sha,) in db.db.execute(PHOTOS_SQL, (tps,)):
-            path: Path = blobs.path(bytes(sha))
+            for r in db.query(RECEIPTS_SQL, (oid,)):
+                z.writestr(f"{top}/estafet-bundle/objects/{bytes(r['id']).hex()}.obj", r["raw"])
+        for r in db.query(PHOTOS_SQL, (tps,)):
+            sha = bytes(r["sha256"])
+            path: Path = blobs.path(sha)
             if path.is_file():
-                z.write(path, f"{top}/estafet-bundle/blobs/{bytes(sha).hex()}", zipfile.ZIP_STORED)
+                z.write(path, f"{top}/estafet-bundle/blobs/{sha.hex()}", zipfile.ZIP_STORED)
     return buf.getvalue()
 
 

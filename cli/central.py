@@ -20,6 +20,8 @@ from estafet.central import (
     revoke,
     void,
 )
+from estafet.central.config import CONFIG_FILE, open_db, write_config
+from estafet.central.db import redact
 from estafet.central.enroll import SCOPED_ROLES, TPS_ROLES
 from estafet.central.serve import open_central, tls_context
 from estafet.central.web import parse_proxies
@@ -59,12 +61,20 @@ def central() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Election manifest TOML (see docs/manifest.md).",
 )
+@click.option(
+    "--database",
+    default=None,
+    metavar="postgresql://USER@HOST/DB",
+    help="Keep the central data in PostgreSQL (written to central.toml; docs/deploy.md). "
+    "Default: SQLite central.db in the home.",
+)
 @passphrase_option
 @root_passphrase_option
 @friendly
 def central_init(
     home: Path | None,
     manifest_file: Path,
+    database: str | None,
     passphrase_file: Path | None,
     root_passphrase_file: Path | None,
 ) -> None:
@@ -76,7 +86,13 @@ def central_init(
     manifest = load_manifest_file(manifest_file)
     pw = get_passphrase(passphrase_file, confirm=True, what="issuer key (the server's)")
     root_pw = get_root_passphrase(root_passphrase_file, confirm=True)
+    if database is not None and not database.startswith(("postgresql://", "postgres://")):
+        raise click.UsageError("--database takes a postgresql:// URL (leave it out for SQLite)")
     init_central(h, manifest, pw, int(time.time()), root_passphrase=root_pw)
+    if database is not None:
+        write_config(h, database)
+        open_db(h).close()  # reachable, durable settings, schema migrated: fail now, not later
+        click.echo(f"central database: {redact(database)} (in {h / CONFIG_FILE})")
     n_tps = len(manifest.tps)
     click.echo(
         f"central home {h} created: {manifest.name}, {len(manifest.elections)} "
@@ -295,6 +311,21 @@ def _status_fancy(st: dict[str, Any]) -> None:
         click.secho(
             f"CONFLICT {c_['election']} TPS {c_['tps']}: {len(c_['objects'])} results", fg="red"
         )
+
+
+@central.command("audit")
+@home_option
+@passphrase_option
+@friendly
+def central_audit(home: Path | None, passphrase_file: Path | None) -> None:
+    """Recompute the ingest log's hash chain and check every receipt (after a restore)."""
+    c = _open(resolve_home(home), passphrase_file)
+    try:
+        c.verify_log()
+        length, head = c.db.log_head()
+    finally:
+        c.close()
+    click.echo(f"ingest log verified: {length} entries, head {(head or b'').hex() or '-'}")
 
 
 @central.command("revoke")

@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import estafet.central.serve as serve
-from estafet.central.db import CentralDB
+from estafet.central.db import CentralDB, SQLiteCentralDB
+from estafet.central.schema import MIGRATIONS
 from estafet.relay.daemon import serve_until_signalled, setup_logging
 from tests.central.conftest import world_authority
 from tests.kit import World
@@ -33,22 +33,27 @@ KILL_WHEN = {
 
 
 def arm(query: str) -> None:
-    write = CentralDB.write
+    """SIGKILL this process right after the first committed write that makes ``query`` true,
+    on whichever backend the home names."""
+    from estafet.central.pg import PostgresCentralDB
+
+    for cls in (SQLiteCentralDB, PostgresCentralDB):
+        _arm(cls, query)
+
+
+def _arm(cls: type[CentralDB], query: str) -> None:
+    write = cls.write
 
     @contextlib.contextmanager
     def killing_write(self: CentralDB) -> Iterator[None]:
         with write(self):
             yield
-        if "log" not in self.db.table_names():
-            return  # a migration creating the tables
-        try:
-            hit = self.db.execute(query).fetchone()
-        except sqlite3.OperationalError:
-            return  # a migration adding the queried column has not run yet
-        if hit:
+        if self.schema_version() < MIGRATIONS[-1][0]:
+            return  # a migration creating the tables (or the queried column)
+        if self.query(query):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    CentralDB.write = killing_write  # type: ignore[method-assign]
+    cls.write = killing_write  # type: ignore[method-assign]
 
 
 async def _main(home: Path, now: int) -> None:

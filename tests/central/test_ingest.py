@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from estafet.central.authority import Authority
+from estafet.central.db import SQLiteCentralDB
 from estafet.central.ingest import Central
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore
@@ -138,7 +139,7 @@ def test_a_broken_copy_does_not_shadow_the_genuine_object(central: Central, worl
     assert central.ingest(_tamper_signature(env), NOW + 1)[1] == "rejected"  # no new entry
     raw, status = central.ingest(env.encode(), NOW + 2)
     assert status == "accepted" and receipt_of(raw, world).log_index == 1
-    copies = list(central.db.db.query("SELECT id FROM rejected_copies"))
+    copies = central.db.query("SELECT id FROM rejected_copies")
     assert [c["id"] for c in copies] == [env.id]
     central.verify_log()
 
@@ -345,14 +346,14 @@ def test_state_survives_a_restart(authority: Authority, world: World) -> None:
         assert c.ingest(env.encode(), NOW + 5) == first
         assert authority.trust.revocation is not None and authority.trust.revocation.version == 3
         c.verify_log()
-        db = c.db.db
-        assert [r["version"] for r in db.query("SELECT version FROM migrations")] == [1, 2, 3]
-        assert db.journal_mode == "wal"
-        tables = {
-            r["name"]: r["sql"]
-            for r in db.query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
-        }
-        assert all(sql.rstrip().endswith("STRICT") for name, sql in tables.items()), tables
+        assert [r["version"] for r in c.db.query("SELECT version FROM migrations")] == [1, 2, 3, 4]
+        if isinstance(c.db, SQLiteCentralDB):
+            assert c.db.query("PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+            tables = {
+                r["name"]: r["sql"]
+                for r in c.db.query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+            }
+            assert all(sql.rstrip().endswith("STRICT") for name, sql in tables.items()), tables
     finally:
         c.close()
 
@@ -411,7 +412,7 @@ def test_making_codes_is_one_transaction(central: Central, monkeypatch: pytest.M
     monkeypatch.setattr(central.db, "put_codes", put_then_fail)
     with pytest.raises(OSError):
         central.enrollment.make_codes("witness", bad, NOW + DAY, NOW)
-    assert list(central.db.db.query("SELECT count(*) AS n FROM enroll_codes")) == [{"n": 0}]
+    assert central.db.query("SELECT count(*) AS n FROM enroll_codes") == [{"n": 0}]
 
 
 def test_a_running_server_learns_a_revocation_made_by_another_process(
@@ -437,6 +438,31 @@ def test_a_running_server_learns_a_revocation_made_by_another_process(
     finally:
         serving.close()
         revoker.close()
+
+
+def test_a_revocation_taken_by_another_worker_during_verification_is_applied(
+    authority: Authority, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers (issue 16): worker B takes a revocation after worker A refreshed its
+    trust but before A's write. A must not accept the revoked key's result on stale trust
+    (B's sweep of accepted results ran before A's result existed)."""
+    from tests.central.conftest import world_authority
+
+    key, cert = world.officer("chair-a")
+    a = Central(authority.home, authority)
+    b = Central(authority.home, world_authority(world, authority.home))
+    try:
+        monkeypatch.setattr(a, "refresh_trust", lambda: None)  # A's refresh came just before
+        serial = cert.body.serial  # type: ignore[union-attr]
+        assert b.ingest(_revoke(world, serial, NOW).encode(), NOW)[1] == "accepted"
+        receipt, status = a.ingest(result(world, key, cert).encode(), NOW + 60)
+        assert status == "rejected"
+        body = decode_envelope(receipt or b"").body
+        assert isinstance(body, ReceiptBody) and body.reason == "revoked-signer"
+        a.verify_log()
+    finally:
+        a.close()
+        b.close()
 
 
 def test_endorsements_count_distinct_signers_never_the_results_own(

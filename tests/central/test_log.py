@@ -33,7 +33,7 @@ def filled(central: Central, world: World) -> Central:
 
 def _sql(central: Central, sql: str, *params: object) -> None:
     with central.db.write():
-        central.db.db.execute(sql, params)
+        central.db._x(sql, params)
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def _sql(central: Central, sql: str, *params: object) -> None:
         "UPDATE log SET status = 'accepted' WHERE idx = ?",
         "UPDATE log SET reason = 'fine' WHERE idx = ?",
         "UPDATE log SET server_time = server_time + 1 WHERE idx = ?",
-        "UPDATE log SET object = zeroblob(32) WHERE idx = ?",
+        "UPDATE log SET object = prev WHERE idx = ?",
     ],
 )
 def test_an_edited_entry_is_found(filled: Central, sql: str) -> None:
@@ -60,13 +60,13 @@ def test_a_consistently_rehashed_entry_is_found(filled: Central) -> None:
     _sql(filled, "UPDATE log SET status = 'accepted', reason = '', hash = ? WHERE idx = 3", forged)
     with pytest.raises(LogError, match="log entry 3: receipt does not match"):
         filled.verify_log()
-    _sql(filled, "UPDATE receipts SET raw = X'00' WHERE log_idx = 3")
+    _sql(filled, "UPDATE receipts SET raw = object WHERE log_idx = 3")
     with pytest.raises(LogError, match="log entry 3: receipt does not decode"):
         filled.verify_log()
 
 
 def test_a_forged_prev_link_is_found(filled: Central) -> None:
-    _sql(filled, "UPDATE log SET prev = zeroblob(32) WHERE idx = 6")
+    _sql(filled, "UPDATE log SET prev = hash WHERE idx = 6")
     with pytest.raises(LogError, match="does not commit to the previous entry") as info:
         filled.verify_log()
     assert info.value.index == 6

@@ -12,12 +12,12 @@ forever.)
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
 
+from estafet.central.config import open_db, write_config
 from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
@@ -59,12 +59,13 @@ class CentralProcess:
 
 
 def log_receipts(home: Path) -> dict[bytes, str]:
-    """Receipt id -> status of every entry of the central ingest log, read from central.db."""
-    with sqlite3.connect(home / "central.db") as db:
-        rows = db.execute(
-            "SELECT r.id, l.status FROM receipts r JOIN log l ON l.idx = r.log_idx"
-        ).fetchall()
-    return {bytes(i): s for i, s in rows}
+    """Receipt id -> status of every entry of the central ingest log, read from its database."""
+    db = open_db(home)
+    try:
+        rows = db.query("SELECT r.id, l.status FROM receipts r JOIN log l ON l.idx = r.log_idx")
+    finally:
+        db.close()
+    return {bytes(r["id"]): r["status"] for r in rows}
 
 
 async def submit(node: Node, world: World, tmp: Path, tag: str, **form: object) -> bytes:
@@ -74,12 +75,16 @@ async def submit(node: Node, world: World, tmp: Path, tag: str, **form: object) 
 
 
 @pytest.mark.parametrize("case", ["conflict", "photos"])
-async def test_a_kill_between_the_two_databases_loses_no_receipt(tmp_path: Path, case: str) -> None:
+async def test_a_kill_between_the_two_databases_loses_no_receipt(
+    tmp_path: Path, case: str, backend: str
+) -> None:
     """conflict: killed right after B's ingest logged B and the earlier A as conflicts.
     photos: killed right after A's third photo logged A's photos-complete receipt."""
     world = World()
     home = tmp_path / "central"
     home.mkdir()
+    if backend != "sqlite":
+        write_config(home, backend)
     chair = make_node(world, tmp_path, "chair-a", role="kpps-chair", scope=(TPS_A,))
     thief = make_node(world, tmp_path, "thief", role="kpps-chair", scope=(TPS_A,))
     gw = make_node(world, tmp_path, "gw", role="gateway", scope=("6302",))
@@ -115,4 +120,47 @@ async def test_a_kill_between_the_two_databases_loses_no_receipt(tmp_path: Path,
             assert mine[first]["photos_complete"] == 1
     finally:
         for n in (chair, thief, gw):
+            await n.stop()
+
+
+async def test_two_central_servers_on_one_home_serve_one_log(tmp_path: Path, backend: str) -> None:
+    """docs/deploy.md 5b: two `central serve` workers share a home (and, on PostgreSQL, the
+    database). A gateway pushes to one; the other, syncing with a second gateway that holds a
+    conflicting result, logs the conflict; every receipt of the one log reaches both gateways,
+    photos included, whichever worker took the object."""
+    world = World()
+    home = tmp_path / "central"
+    home.mkdir()
+    if backend != "sqlite":
+        write_config(home, backend)
+    chair = make_node(world, tmp_path, "chair-a", role="kpps-chair", scope=(TPS_A,))
+    thief = make_node(world, tmp_path, "thief", role="kpps-chair", scope=(TPS_A,))
+    gw1 = make_node(world, tmp_path, "gw1", role="gateway", scope=("6302",))
+    gw2 = make_node(world, tmp_path, "gw2", role="gateway", scope=("6302",))
+    nodes = (chair, thief, gw1, gw2)
+    for n in nodes:
+        await n.start()
+    try:
+        first = await submit(chair, world, tmp_path, "a")
+        assert (await chair.sync_now(f"http://127.0.0.1:{gw1.port}")).ok
+        await submit(thief, world, tmp_path, "b", invalid=0)
+        assert (await thief.sync_now(f"http://127.0.0.1:{gw2.port}")).ok
+        async with CentralProcess(home, world.now) as one, CentralProcess(home, world.now) as two:
+            for _ in range(2):
+                for gw in (gw1, gw2):
+                    for worker in (one, two):
+                        gw.peers.clear()
+                        report = await gw.sync_now(worker.url)
+                        assert report.ok, report.error
+        issued = log_receipts(home)
+        statuses = sorted(issued.values())
+        assert statuses.count("conflict") >= 2 and "accepted" in statuses, statuses  # + photos
+        for gw in (gw1, gw2):
+            held = await gw.store.read(StoreDB.has, list(issued))
+            assert set(held) == set(issued), "a receipt of the one log missed a gateway"
+        assert (await chair.sync_now(f"http://127.0.0.1:{gw1.port}")).ok
+        mine = {o["id"]: o for o in await chair.store.read(StoreDB.objects, "result")}
+        assert mine[first]["state"] == "conflict"
+    finally:
+        for n in nodes:
             await n.stop()

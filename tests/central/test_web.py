@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from estafet.central.db import SQLiteCentralDB
 from estafet.central.errors import DatabaseError
 from estafet.central.ingest import Central
 from estafet.central.web import (
@@ -289,12 +290,14 @@ async def test_the_dashboard_escapes_hostile_strings(aiohttp_client: Any, tmp_pa
 # --- a full disk or a damaged central.db (issue 11, item 9) ------------------------------------
 
 
+@pytest.mark.sqlite_only  # a page limit stands in for the disk; no such knob in PostgreSQL
 async def test_a_full_disk_answers_507_not_500(client: Client, central: Central) -> None:
     """SQLite's own "database or disk is full" (a page limit stands in for the disk): the
     enroll route used to answer 500 with a traceback in the log."""
     made = central.enrollment.make_codes("witness", sorted(central.authority.manifest.tps)[:60],
                                          NOW + 3600, NOW)  # fmt: skip
-    conn = central.db.db.conn
+    assert isinstance(central.db, SQLiteCentralDB)
+    conn = central.db.conn
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + 2}")
     statuses, full_body = [], b""
