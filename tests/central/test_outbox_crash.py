@@ -59,10 +59,12 @@ class CentralProcess:
 
 
 def log_receipts(home: Path) -> dict[bytes, str]:
-    """Receipt id -> status of every entry of the central ingest log, read from central.db."""
+    """Receipt id -> status of every entry of the central ingest log that travels (names a TPS:
+    a certificate's receipt stays at the centre), read from central.db."""
     with sqlite3.connect(home / "central.db") as db:
         rows = db.execute(
             "SELECT r.id, l.status FROM receipts r JOIN log l ON l.idx = r.log_idx"
+            " JOIN objects o ON o.id = l.object WHERE o.tps != ''"
         ).fetchall()
     return {bytes(i): s for i, s in rows}
 
