@@ -3,6 +3,8 @@
 Endpoints (msgpack bodies, see ``docs/api.md``)::
 
     GET  /v1/info                 who am I: key id, role, scope, fingerprint, central reachable
+    POST /v1/hello                {"nonce"} -> {"challenge", "cert", "sig"}: the handshake (.auth)
+    POST /v1/auth                 {"challenge", "cert", "sig"} -> {"token", "ttl"}
     POST /v1/reconcile?scope=S    one range-reconciliation message in, the reply out
     POST /v1/objects/get          {"ids"} -> {"objects"}
     POST /v1/objects/put          {"objects"} -> {"results": [{id, status, reason}], "receipts"}
@@ -14,6 +16,12 @@ Endpoints (msgpack bodies, see ``docs/api.md``)::
 
 Every body read has a size cap and a timeout; every handler has an overall deadline. Malformed
 input gets a 4xx with a reason; the server keeps serving.
+
+Who may do what (issue 11, item 2): a caller proves its enrolled key with the handshake of
+:mod:`.auth` and sends the token in ``X-Estafet-Auth``. Only a proven peer may push objects or
+photos, see which photos are wanted, or enter our peer table (``X-Estafet-Listen`` is read only
+with a token; ``X-Estafet-Node`` is never believed). Everyone else gets the public reads (info,
+reconcile, objects/get, receipts, blobs), limited per address (429).
 """
 
 from __future__ import annotations
@@ -25,12 +33,15 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from estafet.crypto.keys import SigningKey, key_id
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.errors import ProtocolError
+from estafet.protocol.objects import CertificateBody
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 
 from . import wire
 from .accept import Sink, accept_batch
+from .auth import HEADER, TOKEN_TTL, AuthError, Budget, Gate, check_client_proof
 from .errors import BlobMismatch, StoreFull
 from .peers import PeerTable
 from .store import Store, StoreDB, session_scope
@@ -44,8 +55,16 @@ class Served(Protocol):
     scope: str
     sink: Sink
     peers: PeerTable
+    key: SigningKey
+    gate: Gate
+    public_budget: Budget
+    auth_budget: Budget
 
     def now(self) -> int: ...
+
+    def own_certificate(self) -> bytes | None: ...
+
+    async def check_certificate(self, raw: bytes) -> CertificateBody: ...
 
     def changed(self) -> None: ...
 
@@ -66,6 +85,8 @@ class Served(Protocol):
 
 log = logging.getLogger("estafet.api")
 NODE: web.AppKey[Served] = web.AppKey("node")
+PEER: web.RequestKey[str | None] = web.RequestKey("peer", str)
+"""The caller's proven key id (hex), or None (set by :func:`guard`)."""
 READ_TIMEOUT = 30.0
 CHUNK_TIMEOUT = 20.0
 HANDLER_DEADLINE = 300.0
@@ -98,6 +119,9 @@ async def guard(
 ) -> web.StreamResponse:
     """Translate bad input to 4xx, put a deadline on every handler, never leak a traceback."""
     node = request.app[NODE]
+    request[PEER] = node.gate.bearer(request.remote, request.headers.get(HEADER, ""))
+    if request[PEER] is None and not node.public_budget.spend(request.remote or ""):
+        return _error(429, "too many requests from this address: authenticate (POST /v1/hello)")
     try:
         async with asyncio.timeout(HANDLER_DEADLINE):
             return await handler(request)
@@ -116,7 +140,16 @@ async def guard(
 
 
 def _peer_label(request: web.Request) -> str:
-    return request.headers.get("X-Estafet-Node", "")[:64] or f"addr:{request.remote}"
+    """The caller's proven key id (hex), else its address: never a header it chose."""
+    return request.get(PEER) or f"addr:{request.remote}"
+
+
+def _proven(request: web.Request) -> str:
+    """The caller's proven key id; 401 for a caller without a valid token."""
+    peer: str | None = request.get(PEER)
+    if peer is None:
+        raise web.HTTPUnauthorized(text="authenticate first: POST /v1/hello, then /v1/auth")
+    return peer
 
 
 def _bad(node: Served, request: web.Request, reason: str) -> None:
@@ -124,10 +157,49 @@ def _bad(node: Served, request: web.Request, reason: str) -> None:
 
 
 def _contact(node: Served, request: web.Request) -> None:
-    """Remember the peer that called (its key and listening port, from the headers)."""
+    """Remember a proven peer that called (its listening port from ``X-Estafet-Listen``)."""
+    if (peer := request.get(PEER)) is None:
+        return
     h = request.headers
-    node.peers.contact(h.get("X-Estafet-Node", ""), h.get("X-Estafet-Listen", ""),
-                       request.remote, h.get("X-Estafet-Central-OK") == "1")  # fmt: skip
+    node.peers.contact(peer, h.get("X-Estafet-Listen", ""), request.remote,
+                       h.get("X-Estafet-Central-OK") == "1")  # fmt: skip
+
+
+async def hello(request: web.Request) -> web.Response:
+    """Handshake, step 1: a challenge bound to the caller's address, and our proof of key."""
+    node = request.app[NODE]
+    body = wire.unpack(await _body(request, 4096), {"nonce": bytes})
+    if len(body["nonce"]) != 16:
+        raise wire.WireError("nonce must be 16 bytes")
+    cert = node.own_certificate()
+    if cert is None:
+        raise web.HTTPNotFound(text="this node has no certificate to authenticate with")
+    ch, sig = node.gate.challenge(request.remote or "", body["nonce"])
+    return _msgpack({"challenge": ch, "cert": cert, "sig": sig})
+
+
+async def auth(request: web.Request) -> web.Response:
+    """Handshake, step 2: the caller's certificate and signature over our challenge -> token.
+    Each costs a chain and a signature check: limited per address."""
+    node = request.app[NODE]
+    remote = request.remote or ""
+    if not node.auth_budget.spend(remote):
+        return _error(429, "too many handshakes from this address")
+    need: dict[str, type] = {"challenge": bytes, "cert": bytes, "sig": bytes}
+    body = wire.unpack(await _body(request, 64 * 1024), need)
+    try:
+        node.gate.check_challenge(remote, body["challenge"])
+        cert = await node.check_certificate(body["cert"])
+        check_client_proof(cert, body["challenge"], node.key.id, body["sig"])
+    except AuthError as exc:
+        _bad(node, request, f"handshake refused: {exc}")
+        return _error(403, str(exc))
+    kid = key_id(cert.subject)
+    if kid == node.key.id:
+        return _error(403, "that is our own key")
+    request[PEER] = kid.hex()
+    _contact(node, request)
+    return _msgpack({"token": node.gate.token(remote, kid), "ttl": TOKEN_TTL})
 
 
 async def info(request: web.Request) -> web.Response:
@@ -155,6 +227,7 @@ async def objects_get(request: web.Request) -> web.Response:
 
 async def objects_put(request: web.Request) -> web.Response:
     node = request.app[NODE]
+    _proven(request)
     body = wire.unpack(await _body(request), {"objects": list})
     raws = wire.bin_list(body["objects"])
     peer = _peer_label(request)
@@ -188,6 +261,7 @@ async def receipts(request: web.Request) -> web.Response:
 
 async def blobs_want(request: web.Request) -> web.Response:
     node = request.app[NODE]
+    _proven(request)
     body = wire.unpack(await _body(request), {"blobs": list})
     shas = wire.id_list(body["blobs"])
 
@@ -226,6 +300,7 @@ async def blob_get(request: web.Request) -> web.StreamResponse:
 
 async def blob_put(request: web.Request) -> web.Response:
     node = request.app[NODE]
+    _proven(request)
     sha = _sha(request)
     try:
         offset = int(request.headers.get("X-Estafet-Offset", "0"))
@@ -275,6 +350,8 @@ def make_app(node: Served) -> web.Application:
     app = web.Application(client_max_size=wire.MAX_BODY, middlewares=[guard])
     app[NODE] = node
     app.router.add_get("/v1/info", info)
+    app.router.add_post("/v1/hello", hello)
+    app.router.add_post("/v1/auth", auth)
     app.router.add_post("/v1/reconcile", reconcile)
     app.router.add_post("/v1/objects/get", objects_get)
     app.router.add_post("/v1/objects/put", objects_put)

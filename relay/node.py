@@ -8,8 +8,10 @@ Theory of operation
 the daemon reports ready), and starts discovery and the sync scheduler. The scheduler wakes every
 ``sync_interval`` seconds (or at once when discovery reports a new peer or a peer reports a
 working uplink), picks peers that are not backing off, central-reaching peers first, and runs
-one :class:`~.sync.SyncSession` with each whose store differs. Failures back off exponentially
-with jitter; a peer that served forged data or a wrong blob is penalised with a longer backoff.
+a :class:`~.sync.SyncSession` with each, up to ``MAX_SESSIONS`` at once, each inside a
+``SESSION_BUDGET`` (issue 11: three black holes claiming an uplink held delivery for 60 s).
+Failures back off exponentially with jitter; a peer that served forged data or a wrong blob is
+penalised with a longer backoff.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from aiohttp import web
 
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.trust import TrustStore
-from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
+from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope, encode_envelope
 from estafet.protocol.reconcile import Reconciler, fingerprint
 
 from . import wire
 from .accept import Sink, load_trust
 from .api import make_app
+from .auth import AuthError, Budget, Gate, check_certificate
 from .client import HttpPeerClient, PeerClient
 from .discovery import Discovery, local_ipv4
 from .errors import BlobMismatch, ConfigError, StoreError
@@ -45,6 +48,12 @@ from .sync import Report, SyncSession
 
 log = logging.getLogger("estafet.node")
 BLOB_READ_TIMEOUT = 20.0
+MAX_SESSIONS = 4
+"""Sessions the scheduler runs at once: one black-hole peer cannot hold the others."""
+SESSION_BUDGET = 120.0
+"""Seconds one scheduled session may take; what moved is kept, the next session goes on."""
+PUBLIC_READS_PER_MINUTE = 600
+HANDSHAKES_PER_MINUTE = 30
 ADDRESS_POLL = 5.0
 """Seconds between checks of our own addresses (did we walk to another network?). Each check is
 a wake-up of an otherwise idle daemon: at 1 s it alone broke the idle budget (< 1 wake-up/s,
@@ -77,6 +86,10 @@ class Node:
         self.stats = Stats()
         self._wake = asyncio.Event()
         self.peers = PeerTable(key.id.hex(), clock, self._wake.set)
+        self.gate = Gate(key, clock)
+        self.public_budget = Budget(PUBLIC_READS_PER_MINUTE, 60.0, clock)
+        """Requests per address per minute from callers without a token (429 past it)."""
+        self.auth_budget = Budget(HANDSHAKES_PER_MINUTE, 60.0, clock)
         self.port = 0
         self.http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -86,6 +99,8 @@ class Node:
         self._fp_cache: tuple[tuple[int, ...], bytes] | None = None
         self._blob_locks: dict[bytes, tuple[asyncio.Lock, int]] = {}  # lock, transfers using it
         self._stopping = False
+        self._sessions = asyncio.Semaphore(MAX_SESSIONS)
+        self._in_session: set[str] = set()
         self._bad_noted: dict[tuple[str, str], float] = {}
         self.discovery: Discovery | None = None
         self.ssl_context = ssl_context
@@ -112,6 +127,26 @@ class Node:
 
     def now(self) -> int:
         return int(self.clock())
+
+    def own_certificate(self) -> bytes | None:
+        """Our certificate (with the issuer's, so a peer that lacks it can check the chain)."""
+        if self.cert is None:
+            return None
+        if self.cert.chain or self.cert.signer == self.trust.root_id:
+            return self.cert.encode()
+        issuers = [
+            c.encode()
+            for c in self.trust.certificates()
+            if isinstance(c.body, CertificateBody) and c.body.role == "issuer"
+        ]
+        return encode_envelope(self.cert.content, self.cert.signature, tuple(issuers[:4]))
+
+    async def check_certificate(self, raw: bytes) -> CertificateBody:
+        """A peer's certificate, checked on the writer thread (the only one touching trust)."""
+        if len(raw) > 64 * 1024:
+            raise AuthError("certificate too large")
+        now = self.now()
+        return await self.store.write(lambda _sdb: check_certificate(self.trust, raw, now))
 
     @property
     def key_hex(self) -> str:
@@ -222,10 +257,7 @@ class Node:
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20)
         return aiohttp.ClientSession(
             timeout=timeout,
-            headers={
-                "X-Estafet-Node": self.key_hex,
-                "X-Estafet-Listen": f":{self.port}",
-            },
+            headers={"X-Estafet-Listen": f":{self.port}"},
         )
 
     async def _watch_addresses(self) -> None:
@@ -265,7 +297,10 @@ class Node:
     def client_for(self, peer: Peer) -> PeerClient:
         """The peer client a session with ``peer`` uses (over the node's HTTP session)."""
         assert self.http is not None, "the node is not started"
-        return HttpPeerClient(self.http, peer.url, peer.label, self._session_headers)
+        token = peer.token if peer.token_until > self.clock() + 30 else ""
+        return HttpPeerClient(
+            self.http, peer.url, peer.label, self._session_headers, credentials=self, token=token
+        )
 
     def _session_headers(self) -> dict[str, str]:
         return {"X-Estafet-Central-OK": "1" if self.stats.uplink_ok else "0"}
@@ -450,14 +485,30 @@ class Node:
             self._wake.clear()
             if self._stopping:
                 return
-            for peer in self.peers.ready():
+            ready = [p for p in self.peers.ready() if p.url not in self._in_session]
+            for peer in ready:
+                await self._sessions.acquire()  # at most MAX_SESSIONS at once
                 if self._stopping:
+                    self._sessions.release()
                     return
-                try:
-                    await SyncSession(self, peer, self.client_for(peer)).run()
-                except Exception as exc:  # e.g. disk full: never let the loop end
-                    log.exception("sync with %s failed", peer.label)
-                    self.peers.failed(peer, f"{type(exc).__name__}: {exc}")
+                self._in_session.add(peer.url)
+                self.spawn(self._session(peer), f"session {peer.label[:16]}")
+            self.stats.uplink_ok = self.peers.uplink_ok()
+
+    async def _session(self, peer: Peer) -> None:
+        """One scheduled session, inside its time budget: a black hole costs one slot for at
+        most ``SESSION_BUDGET`` seconds while the other sessions go on (issue 11, item 7)."""
+        try:
+            async with asyncio.timeout(SESSION_BUDGET):
+                await SyncSession(self, peer, self.client_for(peer)).run()
+        except TimeoutError:
+            self.peers.failed(peer, f"session over its {SESSION_BUDGET:.0f} s budget")
+        except Exception as exc:  # e.g. disk full: never let the scheduler end
+            log.exception("sync with %s failed", peer.label)
+            self.peers.failed(peer, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._in_session.discard(peer.url)
+            self._sessions.release()
             self.stats.uplink_ok = self.peers.uplink_ok()
 
     async def sync_now(self, url: str) -> Report:

@@ -7,6 +7,10 @@ misbehaved (served forged data or a wrong blob) :data:`PENALTY_BACKOFF`; both ji
 50-100 % so peers that failed together do not retry together. A peer reporting a working
 uplink, or our own address changing, clears the backoff of whoever it concerns and wakes the
 scheduler (``wake``).
+
+Identity (issue 11, item 2): an entry is labelled with a key id, and merged with another entry
+of that key, only when the key was *proven* by a handshake (:mod:`.auth`); adverts, beacons and
+``/v1/info`` only propose addresses. Configured entries (static, central, manual) never move.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from .home import parse_hostport
 log = logging.getLogger("estafet.node")
 MAX_BACKOFF = 300.0
 PENALTY_BACKOFF = 600.0
+MAX_PEERS = 256
+"""Entries the table holds: 2,000 forged beacons once made 1,585 (issue 11, item 7)."""
+FIXED = ("static", "central", "manual")
+"""Sources whose address is configured: never moved by anything a peer says."""
 
 
 @dataclass
@@ -43,6 +51,9 @@ class Peer:
     last_sync_fp: bytes = b""
     info_at: float = 0.0
     is_central: bool = False
+    token: str = ""
+    """Our session token at this peer (hex, :mod:`.auth`) and until when it holds."""
+    token_until: float = 0.0
 
     @property
     def label(self) -> str:
@@ -86,25 +97,26 @@ class PeerTable(Mapping[str, Peer]):
     def clear(self) -> None:
         self._by_url.clear()
 
-    def add(self, url: str, source: str, **info: Any) -> Peer:
-        """Remember a peer by URL; merge with an existing one of the same key id."""
-        key = str(info.get("key", ""))
+    def add(self, url: str, source: str, *, proven: bool = False, **info: Any) -> Peer:
+        """Remember a peer by URL. Only a ``proven`` key (a handshake, :mod:`.auth`) labels an
+        entry or merges it with the entry of the same key at another address (the device
+        walked); a key from an advert, a beacon or ``/v1/info`` only proposes the address.
+        Static, central and manual entries never move. The table holds at most ``MAX_PEERS``:
+        a new entry evicts the oldest never-reached discovered one, or is not kept."""
+        key = str(info.pop("key", "") or "")
         if key and key == self.own_key:
             return Peer(url, source, key=key)  # ourselves, seen through discovery
-        for old in list(self._by_url.values()):
-            if key and old.key == key and old.url != url:
-                # same device at a new address (it walked): move it, keep its history
-                del self._by_url[old.url]
-                old.url = url
-                old.backoff_until = 0
-                old.failures = 0
-                self._by_url[url] = old
-                break
+        if proven and key:
+            self._move(key, url)
         peer = self._by_url.get(url)
         if peer is None:
             peer = Peer(url, source)
+            if not self._room(source):
+                return peer  # not kept: the table is full of peers worth more
             self._by_url[url] = peer
             self.wake()
+        if proven and key:
+            peer.key = key
         for k, v in info.items():
             if hasattr(peer, k) and v is not None and v != "":
                 setattr(peer, k, v)
@@ -116,8 +128,31 @@ class PeerTable(Mapping[str, Peer]):
             self.wake()
         return peer
 
+    def _move(self, key: str, url: str) -> None:
+        """The device proven to hold ``key`` is now at ``url``: move its entry, keep its
+        history (never a static, central or manual entry: those addresses are configured)."""
+        for old in list(self._by_url.values()):
+            if old.key == key and old.url != url and old.source not in FIXED:
+                if url in self._by_url:
+                    return
+                del self._by_url[old.url]
+                old.url = url
+                old.backoff_until = 0
+                old.failures = 0
+                self._by_url[url] = old
+                return
+
+    def _room(self, source: str) -> bool:
+        if len(self._by_url) < MAX_PEERS or source in FIXED:
+            return True
+        for old in self._by_url.values():  # oldest first (insertion order)
+            if old.source not in FIXED and not old.last_ok and not old.key:
+                del self._by_url[old.url]
+                return True
+        return False
+
     def contact(self, key: str, listen: str, remote: str | None, central_ok: bool) -> None:
-        """A peer called us (headers ``X-Estafet-Node``, ``X-Estafet-Listen``): remember it."""
+        """A peer proved ``key`` (its token) and told us its listening port: remember it."""
         if not (key and listen and remote):
             return
         try:
@@ -126,7 +161,7 @@ class PeerTable(Mapping[str, Peer]):
             return
         if port == 0:
             return  # nobody listens on port 0
-        self.add(f"http://{remote}:{port}", "inbound", key=key, central_ok=central_ok)
+        self.add(f"http://{remote}:{port}", "inbound", proven=True, key=key, central_ok=central_ok)
 
     def failed(self, peer: Peer, error: str, penalise: bool = False) -> None:
         peer.failures += 1

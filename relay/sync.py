@@ -120,6 +120,7 @@ class SyncSession:
 
     # --- the session ----------------------------------------------------------------------
     async def _run(self) -> None:
+        await self._authenticate()
         await self._info()
         scope = session_scope(self.node.scope, self.peer.scope) or "~"
         need, have = await self._reconcile(scope)
@@ -132,6 +133,23 @@ class SyncSession:
         await self._pull_blobs()
         await self._push_blobs()
 
+    async def _authenticate(self) -> None:
+        """Prove our key and learn the peer's (:mod:`.auth`); a token is reused until near its
+        end. The peer's entry is labelled with the key it *proved*, never one it claimed."""
+        clock = self.node.peers.clock
+        if self.peer.token and self.peer.token_until > clock() + 30:
+            self.client.token = self.peer.token
+            return
+        done = await self.client.authenticate()
+        if done is None:
+            return  # no certificate on one side: public reads only
+        proven, token, ttl = done
+        if proven.key == self.node.peers.own_key:
+            raise PeerError(self.peer.label, "this is ourselves")
+        self.peer.token, self.peer.token_until = token, clock() + ttl
+        self.node.peers.add(self.peer.url, self.peer.source, proven=True, key=proven.key,
+                            role=proven.role, scope=proven.scope)  # fmt: skip
+
     async def _info(self) -> None:
         if self.node.peers.clock() - self.peer.info_at < INFO_TTL and self.peer.key:
             return
@@ -142,7 +160,6 @@ class SyncSession:
         self.node.peers.add(
             self.peer.url,
             self.peer.source,
-            key=key,
             role=info["role"],
             scope=info["scope"],
             central_ok=bool(info.get("central_ok")),
@@ -192,7 +209,8 @@ class SyncSession:
             now=node.now(),
             sink=node.sink,
         )
-        bad = [o for o in outcomes if o.status == "rejected"]
+        # a refusal that depends only on time or manifest version is not the peer's fault
+        bad = [o for o in outcomes if o.status == "rejected" and o.final]
         self.report.pulled += sum(o.status == "stored" for o in outcomes)
         node.stats.objects_in += self.report.pulled
         if outcomes:

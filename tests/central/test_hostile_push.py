@@ -34,7 +34,7 @@ from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
 from tests.central.conftest import world_authority
 from tests.kit import TPS_A, World, form_json, photo_files
-from tests.relay.nodes import Clock, make_node
+from tests.relay.nodes import Clock, auth_headers, make_node
 
 pytestmark = pytest.mark.asyncio
 
@@ -56,12 +56,14 @@ async def central_node(
         central.close()
 
 
-async def _put(url: str, objects: list[bytes]) -> tuple[int, dict[str, object]]:
+async def _put(
+    url: str, objects: list[bytes], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, object]]:
     async with aiohttp.ClientSession() as http:
         body = wire.pack({"objects": objects})
-        async with http.post(f"{url}/v1/objects/put", data=body) as r:
+        async with http.post(f"{url}/v1/objects/put", data=body, headers=headers) as r:
             data = await r.read()
-            return r.status, codec.decode(data) if data else {}
+            return r.status, codec.decode(data) if r.content_type == wire.MSGPACK else {}
 
 
 def _flip(raw: bytes) -> bytes:
@@ -75,13 +77,19 @@ async def test_junk_pushes_leave_no_row_no_log_entry_and_no_receipt(
     central_node: tuple[Node, Central, World], tmp_path: Path
 ) -> None:
     """2,048 pushes of 27-byte maps with a binary ``c``: the old code logged and receipted every
-    one (2,048 receipts with an empty TPS on every phone). Now: refused, unsigned, nothing kept."""
+    one (2,048 receipts with an empty TPS on every phone). Now an anonymous caller may not push
+    at all (401), and an enrolled one (a stolen phone) gets them refused, unsigned, nothing kept."""
     node, central, world = central_node
     url = f"http://127.0.0.1:{node.port}"
     held_before = len(await node.store.read(StoreDB.items, ""))
-    for batch in range(4):
+    assert (await _put(url, [codec.encode({"c": b"x" * 21})]))[0] == 401
+    mallory = make_node(world, tmp_path, "mallory", role="kpps-chair", scope=(TPS_A,))
+    await mallory.start()
+    token = await auth_headers(url, mallory)
+    await mallory.stop()
+    for _ in range(4):
         junk = [codec.encode({"c": os.urandom(21)}) for _ in range(512)]
-        status, body = await _put(url, junk)
+        status, body = await _put(url, junk, token)
         assert status == 200
         results = body["results"]
         assert isinstance(results, list)
@@ -117,7 +125,7 @@ async def test_a_flipped_bit_copy_never_marks_the_origin_result_rejected(
         sub = submit_result(chair.store, chair.key, world.root.public, form_json(),
                             photo_files(tmp_path, "a", 3000), world.now)  # fmt: skip
         raw = (await chair.store.read(StoreDB.get_raw, [sub.id]))[0]
-        status, body = await _put(url, [_flip(raw)])
+        status, body = await _put(url, [_flip(raw)], await auth_headers(url, gw))
         assert status == 200 and body["receipts"] == []
         assert central.receipt_for(sub.id) is None
         assert (await gw.sync_now(url)).ok
@@ -154,7 +162,12 @@ async def test_an_old_centrals_copy_rejection_or_empty_tps_receipt_is_refused_by
         env = decode_envelope((await chair.store.read(StoreDB.get_raw, [sub.id]))[0])
         copy = _old_style_rejection(world, env, "bad-signature: result 0123", "result", TPS_A)
         empty = _old_style_rejection(world, env, "malformed: junk", "", "")
-        status, body = await _put(f"http://127.0.0.1:{chair.port}", [copy, empty])
+        other = make_node(world, tmp_path, "gw", role="gateway", scope=("6302",))
+        await other.start()
+        chair_url = f"http://127.0.0.1:{chair.port}"
+        token = await auth_headers(chair_url, other)
+        await other.stop()
+        status, body = await _put(chair_url, [copy, empty], token)
         assert status == 200
         assert [r["status"] for r in body["results"]] == ["out-of-scope", "out-of-scope"]  # type: ignore[union-attr]
         mine = {o["id"]: o for o in await chair.store.read(StoreDB.objects, "result")}
