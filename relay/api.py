@@ -44,6 +44,7 @@ from .accept import Sink, accept_batch
 from .auth import HEADER, TOKEN_TTL, AuthError, Budget, Gate, check_client_proof
 from .errors import BlobMismatch, StoreFull
 from .peers import PeerTable
+from .receiver import ResumeMismatch
 from .store import Store, StoreDB, session_scope
 
 
@@ -79,7 +80,13 @@ class Served(Protocol):
     def note_bad_request(self, peer: str, path: str, remote: str | None, reason: str) -> None: ...
 
     async def receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
+        self,
+        sha: bytes,
+        total: int,
+        offset: int,
+        stream: wire.Readable,
+        peer: str,
+        owner: str = "",
     ) -> int: ...
 
 
@@ -127,6 +134,9 @@ async def guard(
             return await handler(request)
     except web.HTTPRequestEntityTooLarge as exc:
         _bad(node, request, f"body too large: {exc.text}")
+        raise
+    except web.HTTPUnauthorized:
+        _bad(node, request, "not authenticated")
         raise
     except web.HTTPException:
         raise
@@ -261,7 +271,7 @@ async def receipts(request: web.Request) -> web.Response:
 
 async def blobs_want(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    _proven(request)
+    owner = _proven(request)
     body = wire.unpack(await _body(request), {"blobs": list})
     shas = wire.id_list(body["blobs"])
 
@@ -271,7 +281,7 @@ async def blobs_want(request: web.Request) -> web.Response:
             ref = sdb.photo(sha, node.sink.wants_every_photo)
             if ref is None or not ref[1] or sdb.has_blob(sha):
                 continue
-            out.append([sha, sdb.blobs.partial_size(sha)])
+            out.append([sha, sdb.blobs.partial_size(sha, owner)])  # this uploader's own
         return out
 
     return _msgpack({"want": await node.store.read(want)})
@@ -335,7 +345,9 @@ async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response
         await node.store.write(lambda sdb: sdb.make_room(total - offset))
         try:
             have = await node.receive_blob(sha, total, offset, request.content,
-                                           _peer_label(request))  # fmt: skip
+                                           _peer_label(request), _proven(request))  # fmt: skip
+        except ResumeMismatch as exc:  # stale earlier bytes: again from zero, nobody blamed
+            raise web.HTTPConflict(text="resume from 0") from exc
         except BlobMismatch as exc:
             raise web.HTTPUnprocessableEntity(text=str(exc)) from exc
     return _msgpack({"have": have, "complete": have == total})

@@ -38,16 +38,15 @@ from .api import make_app
 from .auth import AuthError, Budget, Gate, check_certificate
 from .client import HttpPeerClient, PeerClient
 from .discovery import Discovery, local_ipv4
-from .errors import BlobMismatch, ConfigError, StoreError
+from .errors import ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
 from .peers import Peer, PeerTable, Stats
+from .receiver import BlobReceiver
 from .sink import CARRIER
 from .store import Store, StoreDB
-from .stream import ReadAhead
 from .sync import Report, SyncSession
 
 log = logging.getLogger("estafet.node")
-BLOB_READ_TIMEOUT = 20.0
 MAX_SESSIONS = 4
 """Sessions the scheduler runs at once: one black-hole peer cannot hold the others."""
 SESSION_BUDGET = 120.0
@@ -97,12 +96,12 @@ class Node:
         self._rec_cache: dict[str, tuple[int, Reconciler, list[tuple[int, bytes]]]] = {}
         self._version = 0
         self._fp_cache: tuple[tuple[int, ...], bytes] | None = None
-        self._blob_locks: dict[bytes, tuple[asyncio.Lock, int]] = {}  # lock, transfers using it
         self._stopping = False
         self._sessions = asyncio.Semaphore(MAX_SESSIONS)
         self._in_session: set[str] = set()
         self._bad_noted: dict[tuple[str, str], float] = {}
         self.discovery: Discovery | None = None
+        self.receiver = BlobReceiver(self.store, sink, self.stats, self.changed, self.now)
         self.ssl_context = ssl_context
         self._load_identity()
 
@@ -307,69 +306,16 @@ class Node:
 
     # --- blobs ----------------------------------------------------------------------------
     async def receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
+        self,
+        sha: bytes,
+        total: int,
+        offset: int,
+        stream: wire.Readable,
+        peer: str,
+        owner: str = "",
     ) -> int:
-        """Append an incoming stream to the partial blob from ``offset``; finish when complete.
-        Returns the bytes now held. A hash mismatch discards the partial and raises
-        :class:`BlobMismatch` (logged as an event against ``peer``)."""
-        lock, users = self._blob_locks.get(sha) or (asyncio.Lock(), 0)
-        self._blob_locks[sha] = (lock, users + 1)
-        try:
-            async with lock:
-                return await self._receive_blob(sha, total, offset, stream, peer)
-        finally:
-            lock, users = self._blob_locks[sha]
-            if users > 1:
-                self._blob_locks[sha] = (lock, users - 1)
-            else:  # the last transfer of this blob: forget its lock
-                del self._blob_locks[sha]
-
-    async def _receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
-    ) -> int:
-        blobs = self.store.blobs
-        # one trip to the writer thread (not two): every hop costs both threads a wake-up, and
-        # per photo they added up to a good part of a transfer's CPU
-        held, have = await self.store.write(
-            lambda sdb: (sdb.has_blob(sha), blobs.partial_size(sha))
-        )
-        if held:
-            return total  # another transfer finished it meanwhile
-        if offset > have:
-            raise web.HTTPConflict(text=f"resume from {have}")
-        pos = offset
-        ahead = ReadAhead(stream, total - offset, BLOB_READ_TIMEOUT)
-        try:
-            while pos < total and (data := await ahead.take()):
-                pos = await self.store.blob_io(blobs.append, sha, pos, data, total)
-                self.stats.blob_bytes_in += len(data)
-        finally:
-            # a cut link or a cancelled handler: keep what arrived, so the resume starts after it
-            ahead.close()
-            done = offset + ahead.taken  # taken so far: written, or being written right now
-            if rest := ahead.take_nowait():
-                await self.store.blob_io(lambda: None)  # the writer thread finished that write
-                pos = await self.store.blob_io(blobs.append, sha, done, rest, total)
-                self.stats.blob_bytes_in += len(rest)
-        if ahead.error is not None and pos < total:
-            raise ahead.error
-        if pos < total:
-            return pos
-        now = self.now()
-
-        def finish(sdb: StoreDB) -> bool:  # fsync, hash, rename, the row, the sink: one trip
-            blobs.finish(sha, total)
-            sdb.add_blob(sha, total, now)  # committed: the sink runs after, never instead
-            return self.sink.blob_arrived(sdb, sha, now)
-
-        try:
-            changed = await self.store.write(finish)
-        except BlobMismatch as exc:
-            await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
-            raise
-        if changed:
-            self.changed()
-        return total
+        """See :meth:`.receiver.BlobReceiver.receive`."""
+        return await self.receiver.receive(sha, total, offset, stream, peer, owner)
 
     # --- lifecycle --------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

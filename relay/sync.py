@@ -37,6 +37,7 @@ from .blobs import CHUNK
 from .client import PeerClient, PeerFull
 from .errors import BlobMismatch, PeerError, StoreFull
 from .peers import Peer, PeerTable, Stats
+from .receiver import ResumeMismatch
 from .store import Store, StoreDB, session_scope
 
 log = logging.getLogger("estafet.sync")
@@ -62,7 +63,13 @@ class Local(Protocol):
     async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler: ...
 
     async def receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
+        self,
+        sha: bytes,
+        total: int,
+        offset: int,
+        stream: wire.Readable,
+        peer: str,
+        owner: str = "",
     ) -> int: ...
 
 
@@ -285,6 +292,9 @@ class SyncSession:
                 have = 0
             try:
                 got = await self.node.receive_blob(sha, size, have, stream, self.peer.label)
+            except ResumeMismatch:  # our earlier bytes were stale: again from zero next time
+                log.info("photo %s did not match after a resume; again from 0", sha.hex()[:16])
+                return
             except BlobMismatch as exc:
                 raise PeerError(self.peer.label, f"served a wrong blob {sha.hex()[:16]}") from exc
         if got == size:

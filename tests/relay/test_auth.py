@@ -195,3 +195,48 @@ async def test_sessions_run_concurrently_so_black_holes_hold_nothing(
         for h in holes:
             h.close()
     assert elapsed < 5, elapsed
+
+
+async def test_nobody_can_spoil_another_uploaders_partial_photo(
+    pair: tuple[World, Node, Node], tmp_path: Path
+) -> None:
+    """Issue 11, item 3: ``PUT /v1/blobs/{sha}`` at offset 0 overwrote a wanted partial; the
+    honest uploader's resume then failed its hash (422) and it was penalised. Now each proven
+    uploader has its own partial file, and an anonymous caller may not upload at all."""
+    world, gw, relay = pair
+    phone = make_node(world, tmp_path, "chair-a", role="kpps-chair", scope=(TPS_A,))
+    photos = photo_files(tmp_path, "p", 30_000)
+    sub = submit_result(phone.store, phone.key, world.root.public, form_json(), photos,
+                        world.now)  # fmt: skip
+    data = photos[0].read_bytes()
+    sha = hashlib.sha256(data).digest()
+    base = url(relay)
+    await phone.start()
+    try:
+        honest = await auth_headers(base, phone)
+        mallory = await auth_headers(base, gw)  # an enrolled device turned hostile
+        raw = (await phone.store.read(StoreDB.get_raw, [sub.id]))[0]
+        async with aiohttp.ClientSession() as http:
+
+            async def put(offset: int, body: bytes, hdr: dict[str, str]) -> int:
+                h = {**hdr, "X-Estafet-Offset": str(offset)}
+                async with http.put(f"{base}/v1/blobs/{sha.hex()}", data=body, headers=h) as r:
+                    await r.read()
+                    return r.status
+
+            async with http.post(base + "/v1/objects/put", headers=honest,
+                                 data=wire.pack({"objects": [raw]})) as r:  # fmt: skip
+                assert r.status == 200
+            assert await put(0, data[:10_000], honest) == 200  # cut after 10,000 bytes
+            assert await put(0, b"\xff" * 20_000, {}) == 401
+            assert await put(0, b"\xff" * 20_000, mallory) == 200  # its own partial only
+            want = wire.pack({"blobs": [sha]})
+            async with http.post(base + "/v1/blobs/want", data=want, headers=honest) as r:
+                offsets = wire.unpack(await r.read(), {"want": list})["want"]
+            assert offsets == [[sha, 10_000]]  # the honest uploader's own offset
+            assert await put(10_000, data[10_000:], honest) == 200  # the resume completes
+        assert await relay.store.read(StoreDB.has_blob, sha)
+        assert relay.store.blobs.path(sha).read_bytes() == data
+        assert not list(relay.store.blobs.partial_dir.glob(f"{sha.hex()}*"))
+    finally:
+        await phone.stop()
