@@ -3,10 +3,10 @@
 Layout under ``<home>/blobs``: ``ab/abcdef…`` (the SHA-256 in hex) for complete blobs and
 ``partial/<hex>.part`` for transfers in progress (``partial/<hex>.<uploader key id>.part`` for
 uploads a proven peer pushes to us: one per uploader, so nobody can overwrite another's). A
-transfer appends to the partial file; when the expected size is reached the file is fsynced,
-re-hashed, and renamed into place (then the directory is fsynced). A partial file survives a cut link or a restart and the transfer resumes
-at its size, so nothing already received is sent again. A mismatching hash deletes the partial
-file and raises :class:`~estafet.relay.errors.BlobMismatch`.
+transfer appends to the partial file; when the expected size is reached the file is fsynced, re-
+hashed, and renamed into place (then the directory is fsynced). A partial file survives a cut link
+or a restart and the transfer resumes at its size, so nothing already received is sent again. A
+mismatching hash deletes the partial file and raises :class:`~estafet.relay.errors.BlobMismatch`.
 """
 
 from __future__ import annotations
