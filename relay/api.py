@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Executor
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
@@ -60,6 +61,7 @@ class Served(Protocol):
     gate: Gate
     public_budget: Budget
     auth_budget: Budget
+    decoder: Executor
 
     def now(self) -> int: ...
 
@@ -97,6 +99,12 @@ PEER: web.RequestKey[str | None] = web.RequestKey("peer", str)
 READ_TIMEOUT = 30.0
 CHUNK_TIMEOUT = 20.0
 HANDLER_DEADLINE = 300.0
+INLINE_DECODE = 64 * 1024
+"""Bodies up to this size are decoded on the event loop (cheaper than a thread hop)."""
+ID_BODY = wire.MAX_IDS * 40 + 64
+"""Body cap of the endpoints that take only a list of ids (objects/get, receipts, blobs/want)."""
+RESPONSE_CAP = 4 * 1024 * 1024
+"""Bytes of objects one ``objects/get`` answer carries at most."""
 
 
 def _msgpack(value: object, status: int = 200) -> web.Response:
@@ -118,6 +126,15 @@ async def _body(request: web.Request, limit: int = wire.MAX_BODY) -> bytes:
     if len(data) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
     return data
+
+
+async def _unpack(node: Served, data: bytes, required: dict[str, type]) -> dict[str, Any]:
+    """:func:`wire.unpack`, off the event loop for a body above ``INLINE_DECODE`` bytes (on the
+    node's small decoder pool): a hostile 4 MiB body must not stall every other request."""
+    if len(data) <= INLINE_DECODE:
+        return wire.unpack(data, required)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(node.decoder, wire.unpack, data, required)
 
 
 @web.middleware
@@ -228,17 +245,26 @@ async def reconcile(request: web.Request) -> web.Response:
 
 
 async def objects_get(request: web.Request) -> web.Response:
+    """The objects asked for, each once, at most ``RESPONSE_CAP`` bytes of them (the caller
+    asks again for the rest): 1,024 copies of one id once answered 14 MiB."""
     node = request.app[NODE]
-    body = wire.unpack(await _body(request), {"ids": list})
-    ids = wire.id_list(body["ids"])
+    body = await _unpack(node, await _body(request, ID_BODY), {"ids": list})
+    ids = list(dict.fromkeys(wire.id_list(body["ids"])))
     raws = await node.store.read(StoreDB.get_raw, ids)
-    return _msgpack({"objects": raws})
+    out: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if out and size + len(raw) > RESPONSE_CAP:
+            break
+        out.append(raw)
+        size += len(raw)
+    return _msgpack({"objects": out})
 
 
 async def objects_put(request: web.Request) -> web.Response:
     node = request.app[NODE]
     _proven(request)
-    body = wire.unpack(await _body(request), {"objects": list})
+    body = await _unpack(node, await _body(request), {"objects": list})
     raws = wire.bin_list(body["objects"])
     peer = _peer_label(request)
     outcomes = await node.store.write(
@@ -260,8 +286,8 @@ async def objects_put(request: web.Request) -> web.Response:
 
 async def receipts(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = wire.unpack(await _body(request), {"ids": list})
-    ids = wire.id_list(body["ids"])
+    body = await _unpack(node, await _body(request, ID_BODY), {"ids": list})
+    ids = list(dict.fromkeys(wire.id_list(body["ids"])))
 
     def fetch(sdb: StoreDB) -> list[bytes]:
         return [r for i in ids if (r := sdb.receipt_raw(i)) is not None]
@@ -272,8 +298,8 @@ async def receipts(request: web.Request) -> web.Response:
 async def blobs_want(request: web.Request) -> web.Response:
     node = request.app[NODE]
     owner = _proven(request)
-    body = wire.unpack(await _body(request), {"blobs": list})
-    shas = wire.id_list(body["blobs"])
+    body = await _unpack(node, await _body(request, ID_BODY), {"blobs": list})
+    shas = list(dict.fromkeys(wire.id_list(body["blobs"])))
 
     def want(sdb: StoreDB) -> list[list[object]]:
         out: list[list[object]] = []
