@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import Executor
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from aiohttp import web

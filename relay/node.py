@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ class Node:
         self.public_budget = Budget(PUBLIC_READS_PER_MINUTE, 60.0, clock)
         """Requests per address per minute from callers without a token (429 past it)."""
         self.auth_budget = Budget(HANDSHAKES_PER_MINUTE, 60.0, clock)
-        self.decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="estafet-decode")
+        self.decoder: Executor = ThreadPoolExecutor(2, thread_name_prefix="estafet-decode")
         """Decodes large request bodies off the event loop (``api._unpack``)."""
         self.port = 0
         self.http: aiohttp.ClientSession | None = None
