@@ -27,7 +27,9 @@ reconcile, objects/get, receipts, blobs), limited per address (429).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any, Protocol
@@ -164,6 +166,13 @@ async def guard(
         return _error(408, "request took too long")
     except StoreFull as exc:
         return _error(507, str(exc))
+    except (sqlite3.DatabaseError, OSError) as exc:
+        # a full disk or a damaged store: one line and 507, never a traceback and 500
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        line = f"store unusable ({type(exc).__name__}: {exc}): disk full or damaged"
+        log.error("%s %s: %s", request.method, request.path, line)
+        return _error(507, line)
 
 
 def _peer_label(request: web.Request) -> str:

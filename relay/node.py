@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -327,6 +327,24 @@ class Node:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def supervise(self, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """Run ``run()`` as a background task that is started again (after 1 s, doubling up
+        to 60 s) whenever it fails: the address watcher once died on one error and never came
+        back (issue 11, item 7)."""
+
+        async def keep() -> None:
+            delay = 1.0
+            while not self._stopping:
+                try:
+                    await run()
+                    return
+                except Exception:
+                    log.exception("%s failed; starting it again in %.0f s", name, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+
+        self.spawn(keep(), name)
+
     async def start(self) -> None:
         """Bind the socket and start the background tasks. Ready when this returns."""
         host, port = parse_hostport(self.config.listen)
@@ -363,8 +381,8 @@ class Node:
             lambda: self.http,
         )
         await self.discovery.start()
-        self.spawn(self._scheduler(), "scheduler")
-        self.spawn(self._watch_addresses(), "addresses")
+        self.supervise(self._scheduler, "scheduler")
+        self.supervise(self._watch_addresses, "addresses")
         log.info(
             "node %s (%s, scope %r) listening on %s:%d",
             self.key_hex[:12],

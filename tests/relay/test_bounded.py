@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
 from tests.kit import TPS_A, World, form_json, photo_files
-from tests.relay.nodes import make_node
+from tests.relay.nodes import auth_headers, make_node
 
 
 async def _idle(self: Node) -> None:
@@ -75,3 +76,62 @@ async def test_id_endpoints_take_small_bodies_only(phone: tuple[Node, bytes]) ->
             body = wire.pack({"ids": [], "pad": b"\0" * (api.ID_BODY + 1)})
             async with http.post(f"http://127.0.0.1:{node.port}{path}", data=body) as r:
                 assert r.status == 413, path
+
+
+async def test_a_background_task_that_fails_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address watcher died on its first error and never restarted."""
+    import estafet.relay.node as node_mod
+
+    calls: list[int] = []
+
+    def flaky() -> list[object]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("netlink hiccup")
+        return []
+
+    monkeypatch.setattr(node_mod, "local_ipv4", flaky)
+    monkeypatch.setattr(node_mod, "ADDRESS_POLL", 0.05)
+    node = make_node(World(), tmp_path, "relay")
+    await node.start()
+    try:
+        for _ in range(100):
+            if len(calls) >= 5:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await node.stop()
+    assert len(calls) >= 5, calls  # it went on after the error
+
+
+async def test_a_full_disk_at_the_peer_api_answers_507_not_500(
+    phone: tuple[Node, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's "database or disk is full" on a push (raised where the store writes): the node
+    API answered 500 with a traceback in the log."""
+    node, _ = phone
+    world = World()
+    other = make_node(world, tmp_path, "chair-b", role="kpps-chair", scope=(TPS_A,))
+    sub = submit_result(other.store, other.key, world.root.public, form_json("gubernur"),
+                        photo_files(tmp_path, "b", 500), world.now)  # fmt: skip
+    raws = await other.store.read(StoreDB.get_raw, [sub.id])
+    other.store.close()
+
+    def full(*_a: object, **_k: object) -> None:  # what SQLite raises when the disk is full
+        raise sqlite3.OperationalError("database or disk is full")
+
+    gw = make_node(world, tmp_path, "gw", role="gateway", scope=("6302",))
+    await gw.start()
+    try:
+        token = await auth_headers(f"http://127.0.0.1:{node.port}", gw)
+    finally:
+        await gw.stop()
+    monkeypatch.setattr(StoreDB, "put", full)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"http://127.0.0.1:{node.port}/v1/objects/put", headers=token,
+                             data=wire.pack({"objects": raws})) as r:  # fmt: skip
+            text = await r.text(errors="replace")
+            assert r.status == 507, text
+    assert "disk full or damaged" in text and "Traceback" not in text
