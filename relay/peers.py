@@ -27,6 +27,8 @@ from .home import parse_hostport
 log = logging.getLogger("estafet.node")
 MAX_BACKOFF = 300.0
 PENALTY_BACKOFF = 600.0
+MAX_RESENDS = 2
+RESEND_WINDOW = 3600.0
 MAX_PEERS = 256
 """Entries the table holds: 2,000 forged beacons once made 1,585 (issue 11, item 7)."""
 FIXED = ("static", "central", "manual")
@@ -54,6 +56,9 @@ class Peer:
     token: str = ""
     """Our session token at this peer (hex, :mod:`.auth`) and until when it holds."""
     token_until: float = 0.0
+    sent: dict[bytes, tuple[int, float]] = field(default_factory=dict)
+    """Photos we uploaded complete to this peer: how often, and when last (see
+    :meth:`PeerTable.may_send`)."""
 
     @property
     def label(self) -> str:
@@ -171,6 +176,21 @@ class PeerTable(Mapping[str, Peer]):
             delay = PENALTY_BACKOFF
         peer.backoff_until = self.clock() + delay * random.uniform(0.5, 1.0)  # noqa: S311
         log.info("peer %s failed (%s); backing off %.0fs", peer.label, error, delay)
+
+    def may_send(self, peer: Peer, sha: bytes) -> bool:
+        """Whether to upload ``sha`` to ``peer`` again: a peer that always "wants" every photo
+        once made a phone holding 6 MB upload 276 MB in 10 s (issue 11, item 7). After
+        ``MAX_RESENDS`` complete uploads, the photo waits ``RESEND_WINDOW`` seconds."""
+        count, last = peer.sent.get(sha, (0, 0.0))
+        return count < MAX_RESENDS or self.clock() - last >= RESEND_WINDOW
+
+    def sent(self, peer: Peer, sha: bytes) -> None:
+        count, last = peer.sent.get(sha, (0, 0.0))
+        if self.clock() - last >= RESEND_WINDOW:
+            count = 0
+        if len(peer.sent) >= 4096 and sha not in peer.sent:
+            peer.sent.clear()
+        peer.sent[sha] = (count + 1, self.clock())
 
     def succeeded(self, peer: Peer) -> None:
         peer.failures = 0

@@ -313,6 +313,8 @@ class SyncSession:
             sha, offset = item
             if sha not in shas or not isinstance(offset, int) or offset < 0:
                 continue
+            if not self.node.peers.may_send(self.peer, sha):
+                continue  # sent complete twice lately: it "wants" it again, it waits
             if not await self._push_blob(sha, offset):
                 return
 
@@ -339,6 +341,7 @@ class SyncSession:
             return False
         if complete:  # else it stopped reading: resume later
             self.report.blobs_out += 1
+            self.node.peers.sent(self.peer, sha)
         return True
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from estafet.relay import api, wire
 from estafet.relay.local import submit_result
@@ -16,6 +17,9 @@ from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
 from tests.kit import TPS_A, World, form_json, photo_files
 from tests.relay.nodes import auth_headers, make_node
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def _idle(self: Node) -> None:
@@ -56,7 +60,7 @@ async def test_objects_get_answers_each_id_once(phone: tuple[Node, bytes]) -> No
 async def test_objects_get_answers_at_most_the_response_cap(
     phone: tuple[Node, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node, rid = phone
+    node, _ = phone
     ids = [i for _, i in await node.store.read(StoreDB.items, "")]
     assert len(ids) >= 2
     one = max(len(r) for r in await node.store.read(StoreDB.get_raw, ids))
@@ -135,3 +139,41 @@ async def test_a_full_disk_at_the_peer_api_answers_507_not_500(
             text = await r.text(errors="replace")
             assert r.status == 507, text
     assert "disk full or damaged" in text and "Traceback" not in text
+
+
+async def test_a_peer_that_always_wants_every_photo_gets_each_at_most_twice(
+    phone: tuple[Node, bytes], tmp_path: Path
+) -> None:
+    """A relay whose /v1/blobs/want always answers "all of them, from 0" and whose PUT reads
+    everything and says complete: a phone re-uploaded its photos every session (276 MB from
+    6 MB in 10 s)."""
+    node, _ = phone
+    relay = make_node(World(), tmp_path, "relay")
+    uploaded = [0]
+
+    @web.middleware
+    async def greedy(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/v1/blobs/want":
+            shas = wire.unpack(await request.read(), {"blobs": list})["blobs"]
+            return web.Response(body=wire.pack({"want": [[s, 0] for s in shas]}),
+                                content_type=wire.MSGPACK)  # fmt: skip
+        if request.path.startswith("/v1/blobs/") and request.method == "PUT":
+            uploaded[0] += len(await request.read())
+            return web.Response(body=wire.pack({"complete": True}), content_type=wire.MSGPACK)
+        return await handler(request)
+
+    app = api.make_app(relay)
+    app.middlewares.insert(0, greedy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        held = sum(p.stat().st_size for p in node.store.blobs.root.glob("??/*"))
+        for _ in range(10):
+            await node.sync_now(f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+        relay.store.close()
+    assert 0 < uploaded[0] <= 2 * held, (uploaded[0], held)
