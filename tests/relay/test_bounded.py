@@ -18,7 +18,6 @@ from estafet.relay.store import StoreDB
 from tests.kit import TPS_A, World, form_json, photo_files
 from tests.relay.nodes import auth_headers, make_node
 
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
