@@ -285,13 +285,13 @@ class Node:
         """Log a refused request, and record it as an event (``node peers``) against the peer;
         a flood of them is one event per peer, path and second."""
         self.stats.rejected += 1
-        log.warning("bad request from %s %s: %s", remote, path, reason)
         now = self.clock()
         if now - self._bad_noted.get((peer, path), 0.0) < 1.0:
-            return
+            return  # a burst: logged and recorded once per peer, path and second
         if len(self._bad_noted) > 1000:
             self._bad_noted.clear()
         self._bad_noted[(peer, path)] = now
+        log.warning("bad request from %s %s: %s", remote, path, reason)
         self.spawn(self.store.write(StoreDB.event, self.now(), "warning", peer,
                                     f"bad request {path}: {reason}", None),
                    "note-bad-request")  # fmt: skip
