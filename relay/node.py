@@ -38,6 +38,7 @@ from .accept import Sink, load_trust
 from .api import make_app
 from .auth import AuthError, Budget, Gate, check_certificate
 from .client import HttpPeerClient, PeerClient
+from .conns import ConnectionGuard
 from .discovery import Discovery, local_ipv4
 from .errors import ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
@@ -95,6 +96,8 @@ class Node:
         self.port = 0
         self.http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self.conns: ConnectionGuard | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rec_cache: dict[str, tuple[int, Reconciler, list[tuple[int, bytes]]]] = {}
         self._version = 0
@@ -352,16 +355,18 @@ class Node:
         self.sink.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, host, port, reuse_address=True, ssl_context=self.ssl_context
-        )
+        server = self._runner.server
+        assert server is not None
+        self.conns = ConnectionGuard(server)  # a cap and a header deadline (issue 11, item 7)
         try:
-            await site.start()
+            self._listener = await asyncio.get_running_loop().create_server(
+                self.conns, host, port, ssl=self.ssl_context, reuse_address=True
+            )
         except OSError as exc:
             await self._runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        bound = self._runner.addresses  # (host, port, ...) of every listening socket
-        self.port = int(bound[0][1]) if bound else port
+        bound = self._listener.sockets  # every listening socket
+        self.port = int(bound[0].getsockname()[1]) if bound else port
         self.http = self._client()
         for p in self.config.peers:
             h, pt = parse_hostport(p)
@@ -411,6 +416,8 @@ class Node:
         if self.http is not None:
             await self.http.close()
         try:
+            if self._listener is not None:
+                self._listener.close()  # no new connections; the runner closes the open ones
             if self._runner is not None:
                 await self._runner.cleanup()
             await self._save_peers()

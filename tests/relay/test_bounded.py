@@ -176,3 +176,42 @@ async def test_a_peer_that_always_wants_every_photo_gets_each_at_most_twice(
         await runner.cleanup()
         relay.store.close()
     assert 0 < uploaded[0] <= 2 * held, (uploaded[0], held)
+
+
+async def test_a_thousand_half_sent_requests_do_not_make_a_node_unreachable(
+    phone: tuple[Node, bytes],
+) -> None:
+    """~1,000 connections that each send half a request line and wait made a node unreachable
+    (aiohttp has no header deadline). Now the oldest header-less connection makes room for a
+    new one, and each must finish its headers within the deadline."""
+    node, _ = phone
+    idle = []
+    for _ in range(1000):
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(b"GET /v1/info HT")
+        idle.append((reader, writer))
+    try:
+        assert node.conns is not None and len(node.conns.open) <= node.conns.max_conns
+        async with aiohttp.ClientSession() as http:
+            t = asyncio.get_running_loop().time()
+            async with http.get(f"http://127.0.0.1:{node.port}/v1/info",
+                                timeout=aiohttp.ClientTimeout(total=5)) as r:  # fmt: skip
+                assert r.status == 200
+            assert asyncio.get_running_loop().time() - t < 2
+    finally:
+        for _, w in idle:
+            w.close()
+
+
+async def test_a_connection_without_headers_is_closed_at_the_deadline(tmp_path: Path) -> None:
+    node = make_node(World(), tmp_path, "relay")
+    await node.start()
+    try:
+        assert node.conns is not None
+        node.conns.header_deadline = 0.5
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(b"GET /v1/info HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the node
+        writer.close()
+    finally:
+        await node.stop()

@@ -340,7 +340,7 @@ async def test_malformed_bodies_get_4xx_and_the_node_keeps_serving(scene: Scene)
         ("POST", "/v1/objects/get", junk, None, 400),
         ("POST", "/v1/objects/get", wire.pack([1, 2]), None, 400),
         ("POST", "/v1/objects/get", wire.pack({"ids": [b"short"]}), None, 400),
-        ("POST", "/v1/objects/get", wire.pack({"ids": [bytes(32)] * 5000}), None, 400),
+        ("POST", "/v1/objects/get", wire.pack({"ids": [bytes(32)] * 5000}), None, 413),
         ("POST", "/v1/objects/get", NON_CANONICAL_IDS, None, 400),
         ("POST", "/v1/objects/put", junk, None, 400),
         ("POST", "/v1/objects/put", wire.pack({"objects": "many"}), None, 400),
