@@ -32,13 +32,7 @@ from tests.relay.nodes import auth_headers, make_node
 SCHEDULER = Node._scheduler
 
 
-async def _idle(self: Node) -> None:
-    await asyncio.Event().wait()
-
-
-@pytest.fixture(autouse=True)
-def _manual_sync(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Node, "_scheduler", _idle)
+pytestmark = pytest.mark.usefixtures("manual_sync")
 
 
 @pytest.fixture

@@ -21,13 +21,7 @@ from tests.relay.nodes import auth_headers, make_node
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def _idle(self: Node) -> None:
-    await asyncio.Event().wait()
-
-
-@pytest.fixture(autouse=True)
-def _manual_sync(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Node, "_scheduler", _idle)
+pytestmark = pytest.mark.usefixtures("manual_sync")
 
 
 @pytest.fixture
