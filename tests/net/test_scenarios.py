@@ -348,8 +348,13 @@ def test_hostile_peer(village: Village) -> None:
         for d in (v.relay, *v.phones)
     }
     print("[hostile] refused when fetched from the hostile:", pulled)
-    assert rep["served"].get("objects/get") and rep["served"].get("blob-get (wrong bytes)"), rep
-    assert any("served a wrong blob" in r for r in pulled["relay"]), pulled
+    assert rep["served"].get("objects/get"), rep
+    # it can no longer plant the overheard result on a node (its push is refused), so a node
+    # asks it for photos only when it holds that result from elsewhere without them yet; the
+    # wrong bytes are then refused and penalised (always so in tests/relay/test_hostile.py)
+    wrong_photos = [r for rs in pulled.values() for r in rs if "served a wrong blob" in r]
+    print("[hostile] wrong photo bytes served:", rep["served"].get("blob-get (wrong bytes)", 0))
+    assert len(wrong_photos) >= min(1, rep["served"].get("blob-get (wrong bytes)", 0)), pulled
     assert any("failed verification" in r for rs in pulled.values() for r in rs), pulled
     for d in (v.relay, *v.phones):
         peers = {p["url"]: p for p in (v.status(d) or {}).get("peers", [])}
