@@ -145,8 +145,9 @@ async def test_beacon_datagrams_on_the_socket(
             s.sendto(_disc(a).beacon_bytes(), ("127.0.0.1", port))
         import asyncio
 
-        for _ in range(100):
-            if b.peers:
+        # the beacon proposes a's address; b's scheduler then proves a's key in a session
+        for _ in range(250):
+            if [p.key for p in b.peers.values()] == [a.key_hex]:
                 break
             await asyncio.sleep(0.02)
         assert [p.key for p in b.peers.values()] == [a.key_hex]
