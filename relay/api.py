@@ -47,7 +47,7 @@ from .accept import Sink, accept_batch
 from .auth import HEADER, TOKEN_TTL, AuthError, Budget, Gate, check_client_proof
 from .errors import BlobMismatch, StoreFull
 from .peers import PeerTable
-from .receiver import ResumeMismatch
+from .receiver import BlobReceiver, ResumeMismatch
 from .store import Store, StoreDB, session_scope
 
 
@@ -83,15 +83,7 @@ class Served(Protocol):
 
     def note_bad_request(self, peer: str, path: str, remote: str | None, reason: str) -> None: ...
 
-    async def receive_blob(
-        self,
-        sha: bytes,
-        total: int,
-        offset: int,
-        stream: wire.Readable,
-        peer: str,
-        owner: str = "",
-    ) -> int: ...
+    receiver: BlobReceiver
 
 
 log = logging.getLogger("estafet.api")
@@ -379,7 +371,7 @@ async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response
             raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
         await node.store.write(lambda sdb: sdb.make_room(total - offset))
         try:
-            have = await node.receive_blob(sha, total, offset, request.content,
+            have = await node.receiver.receive(sha, total, offset, request.content,
                                            _peer_label(request), _proven(request))  # fmt: skip
         except ResumeMismatch as exc:  # stale earlier bytes: again from zero, nobody blamed
             raise web.HTTPConflict(text="resume from 0") from exc

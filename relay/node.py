@@ -33,7 +33,6 @@ from estafet.crypto.trust import TrustStore
 from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope, encode_envelope
 from estafet.protocol.reconcile import Reconciler, fingerprint
 
-from . import wire
 from .accept import Sink, load_trust
 from .api import make_app
 from .auth import AuthError, Budget, Gate, check_certificate
@@ -309,19 +308,6 @@ class Node:
 
     def _session_headers(self) -> dict[str, str]:
         return {"X-Estafet-Central-OK": "1" if self.stats.uplink_ok else "0"}
-
-    # --- blobs ----------------------------------------------------------------------------
-    async def receive_blob(
-        self,
-        sha: bytes,
-        total: int,
-        offset: int,
-        stream: wire.Readable,
-        peer: str,
-        owner: str = "",
-    ) -> int:
-        """See :meth:`.receiver.BlobReceiver.receive`."""
-        return await self.receiver.receive(sha, total, offset, stream, peer, owner)
 
     # --- lifecycle --------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

@@ -37,7 +37,7 @@ from .blobs import CHUNK
 from .client import PeerClient, PeerFull
 from .errors import BlobMismatch, PeerError, StoreFull
 from .peers import Peer, PeerTable, Stats
-from .receiver import ResumeMismatch
+from .receiver import BlobReceiver, ResumeMismatch
 from .store import Store, StoreDB, session_scope
 
 log = logging.getLogger("estafet.sync")
@@ -62,15 +62,7 @@ class Local(Protocol):
 
     async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler: ...
 
-    async def receive_blob(
-        self,
-        sha: bytes,
-        total: int,
-        offset: int,
-        stream: wire.Readable,
-        peer: str,
-        owner: str = "",
-    ) -> int: ...
+    receiver: BlobReceiver
 
 
 @dataclass
@@ -291,7 +283,7 @@ class SyncSession:
                 self.node.stats.blob_bytes_resent += have
                 have = 0
             try:
-                got = await self.node.receive_blob(sha, size, have, stream, self.peer.label)
+                got = await self.node.receiver.receive(sha, size, have, stream, self.peer.label)
             except ResumeMismatch:  # our earlier bytes were stale: again from zero next time
                 log.info("photo %s did not match after a resume; again from 0", sha.hex()[:16])
                 return

@@ -98,7 +98,7 @@ class MemoryPeer:
         async for chunk in chunks:
             stream.feed_data(chunk)
         stream.feed_eof()
-        got = await self.other.receive_blob(sha, size, offset, stream, self.label)
+        got = await self.other.receiver.receive(sha, size, offset, stream, self.label)
         return got == size
 
 
