@@ -7,7 +7,11 @@ its own; "added" is the peak RSS during ``decode`` (VmHWM, reset just before) mi
 after imports and after the body was built.
 
 * hostile: 4 MiB of ``[[], [], ...]`` rows decoded with the peer API's limits (refused);
-* baseline: a normal body of the same size (an ``objects`` push of 64 KiB byte strings), decoded.
+* baseline: a normal body of the same size (an ``objects`` push of 64 KiB byte strings), decoded;
+* through a real node: an enrolled (authenticated) hostile peer pushes hostile 4 MiB bodies to a
+  node's ``/v1/objects/put`` on loopback, back to back, while another client times ``/v1/info``;
+  the baseline is ``/v1/info`` on the same idle node. (An anonymous caller cannot send them at
+  all: ``objects/put`` answers 401 before reading the body.)
 
 Targets (issue 11): the hostile body adds < 50 MB and is refused in < 200 ms, so a request
 queued behind it on the event loop waits less than that.
@@ -19,13 +23,21 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
-from benchkit import cli, row
+import aiohttp
+from benchkit import World, cli, make_node, row, start_quiet
+
+from estafet.relay.auth import HEADER
+from estafet.relay.client import HttpPeerClient
 
 CHILD = r"""
 import json, sys, time
@@ -73,6 +85,64 @@ def run_case(case: str, size: int) -> dict[str, Any]:
     return result
 
 
+def hostile_body(size: int) -> bytes:
+    row = b"\xdc\x04\x00" + b"\x90" * 1024
+    block = b"\xdc\x04\x00" + row * 1024
+    n = max(1, round(size / len(block)))
+    return b"\x81\xa7objects" + bytes([0x90 | n]) + block * n
+
+
+async def _info_latency(http: aiohttp.ClientSession, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        async with http.get(url + "/v1/info") as r:
+            await r.read()
+        out.append(time.perf_counter() - t)
+        await asyncio.sleep(0.01)
+    return out
+
+
+async def through_a_node(quick: bool) -> dict[str, Any]:
+    """/v1/info latency on a node, idle and while hostile 4 MiB bodies arrive back to back."""
+    world = World()
+    n = 20 if quick else 100
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(world, Path(tmp) / "relay", "relay")
+        hostile = make_node(world, Path(tmp) / "hostile", "hostile")
+        await start_quiet(node)
+        await start_quiet(hostile)
+        url = f"http://127.0.0.1:{node.port}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                client = HttpPeerClient(http, url, "bench", dict, credentials=hostile)
+                done = await client.authenticate()
+                assert done is not None
+                headers = {HEADER: done[1]}
+                idle = await _info_latency(http, url, n)
+                body = hostile_body(4 * 1024 * 1024)
+                statuses: list[int] = []
+                stop = asyncio.Event()
+
+                async def flood() -> None:
+                    while not stop.is_set():
+                        async with http.post(url + "/v1/objects/put", data=body,
+                                             headers=headers) as r:  # fmt: skip
+                            await r.read()
+                            statuses.append(r.status)
+
+                floods = [asyncio.create_task(flood()) for _ in range(2)]
+                await asyncio.sleep(0.2)
+                loaded = await _info_latency(http, url, n)
+                stop.set()
+                await asyncio.gather(*floods)
+        finally:
+            await hostile.stop()
+            await node.stop()
+    return {"idle": idle, "loaded": loaded, "statuses": sorted(set(statuses)),
+            "bodies": len(statuses)}  # fmt: skip
+
+
 def main(quick: bool) -> dict[str, Any]:
     size = 4 * 1024 * 1024
     repeats = 1 if quick else 5
@@ -90,7 +160,16 @@ def main(quick: bool) -> dict[str, Any]:
             baseline=n_s * 1000, target="< 200 ms", ok=h_s < 0.2,
             quick=quick, note="refused before anything is built"),
     ]  # fmt: skip
-    return {"rows": rows, "hostile": hostile, "normal": normal}
+    node = asyncio.run(through_a_node(quick))
+    p95 = sorted(node["loaded"])[int(0.95 * (len(node["loaded"]) - 1))]
+    idle95 = sorted(node["idle"])[int(0.95 * (len(node["idle"]) - 1))]
+    rows.append(
+        row("10", "/v1/info p95 while hostile 4 MiB bodies arrive", p95 * 1000, "ms",
+            baseline=idle95 * 1000, target="< 200 ms", ok=None if quick else p95 < 0.2,
+            quick=quick, note=f"{node['bodies']} bodies pushed, answered {node['statuses']}; "
+            "baseline = the same node idle")
+    )  # fmt: skip
+    return {"rows": rows, "hostile": hostile, "normal": normal, "node": node}
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 Theory of operation
 -------------------
 :meth:`Central.ingest` takes the raw bytes of one object and the server time. Bytes from which
-no object id can be computed answer ``(None, "malformed")``. Everything else is stored (raw
-bytes kept exactly), verified with the authority's :class:`TrustStore` (``allow_revoked=True``),
-and gets one or more *log entries*: the append-only ingest log is a hash chain, entry ``i``
-committing to entry ``i-1`` with :func:`log_entry_hash`. Each entry has a receipt signed by the
+no object id can be computed answer ``(None, "malformed")``; copies that fail verification for
+reasons of their own (``COPY_DEPENDENT``: malformed content, a bad signature, no chain to the
+root) answer ``(None, "unverified")``, and time-only failures ``(None, "not-final")``: no row,
+no log entry, no receipt (issue 11). Everything else is stored (raw bytes kept exactly),
+verified with the authority's :class:`TrustStore` (``allow_revoked=True``), and gets one or
+more *log entries*: the append-only ingest log is a hash chain, entry ``i`` committing to entry
+``i-1`` with :func:`log_entry_hash`. Each entry has a receipt signed by the
 issuer key, with ``created`` = server time, so anyone holding the root key id can check that the
 server said "object X had status S at position i of a chain whose head was H".
 
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from estafet.crypto.errors import VerifyError
+from estafet.crypto.errors import COPY_DEPENDENT, VerifyError
 from estafet.crypto.keys import verify_signature
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import Verified
@@ -85,8 +88,11 @@ def loose_id(raw: bytes) -> bytes | None:
 
 
 NOT_FINAL = "not-final"
-HELD_REASON = "supersedes a result not received yet: held, not counted, until it arrives"
 """Ingest status of an object refused only for time or manifest version (issue 11, item 6)."""
+UNVERIFIED = "unverified"
+"""Ingest status of a copy that did not verify for reasons of its own (``COPY_DEPENDENT``): no
+row, no log entry, no receipt (issue 11, item 1); the pusher gets an unsigned refusal."""
+HELD_REASON = "supersedes a result not received yet: held, not counted, until it arrives"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,8 @@ class Ingested:
     receipt: bytes | None
     status: str
     verified: Verified | None = None
+    reason: str = ""
+    """Why an object got no receipt (``unverified``, ``not-final``): told to the pusher only."""
 
 
 class Central:
@@ -160,18 +168,22 @@ class Central:
             known = self.db.object_state(oid)
             if known is not None and (known["status"] != "rejected" or known["verified"]):
                 return self._duplicate(oid, kind, known["status"])
-            verified = None
-            if env is not None:
-                try:
-                    verified = self.trust.verify(env, now, allow_revoked=True)
-                except VerifyError as exc:
-                    error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
-                    self.stats.failed(exc.reason)
-                    if not exc.final:  # time or manifest version only: no row, no final receipt
-                        self.stats.received(kind, NOT_FINAL)
-                        return Ingested(None, NOT_FINAL)
-            else:
+            if env is None:
                 self.stats.failed("malformed")
+                self.stats.received(kind or "unknown", UNVERIFIED)
+                return Ingested(None, UNVERIFIED, reason=error)
+            verified = None
+            try:
+                verified = self.trust.verify(env, now, allow_revoked=True)
+            except VerifyError as exc:
+                error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+                self.stats.failed(exc.reason)
+                if not exc.final:  # time or manifest version only: no row, no final receipt
+                    self.stats.received(kind, NOT_FINAL)
+                    return Ingested(None, NOT_FINAL, reason=error)
+                if exc.reason in COPY_DEPENDENT:  # this copy's fault, not the signer's
+                    self.stats.received(kind, UNVERIFIED)
+                    return Ingested(None, UNVERIFIED, reason=error)
             if known is not None and verified is None:
                 return self._duplicate(oid, kind, known["status"])
             with self.db.write():
@@ -179,9 +191,8 @@ class Central:
                 raced = None if stale else self._raced(oid, verified is not None)
                 if raced is None and not stale:
                     self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
-                    if verified is None:
-                        tps, election = (env.tps, env.election) if env else ("", "")
-                        self._record(oid, kind, tps, election, "rejected", error, now)
+                    if verified is None:  # correctly signed, breaks a hard rule: final, receipted
+                        self._record(oid, kind, env.tps, env.election, "rejected", error, now)
                     else:
                         self._handle(verified, now)
             if stale:  # verified against trust another process has changed since: again

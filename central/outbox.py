@@ -26,9 +26,9 @@ from aiohttp import web
 from estafet.crypto.trust import Signer, TrustStore, Verified
 from estafet.protocol.objects import Envelope, decode_envelope
 from estafet.relay.accept import Outcome, accept_one, store_verified
-from estafet.relay.store import StoreDB
+from estafet.relay.store import StoreDB, receipt_refusal
 
-from .ingest import NOT_FINAL, Central
+from .ingest import NOT_FINAL, UNVERIFIED, Central
 
 HWM = "central_log_hwm"
 CATCH_UP_BATCH = 1000
@@ -71,7 +71,9 @@ class CentralSink:
                               decoded=decoded)  # fmt: skip
         oid = decoded.id if decoded is not None else None
         if done.status == NOT_FINAL:  # time or manifest version only: not the sender's fault
-            return Outcome(oid, "rejected", done.status, None, final=False)
+            return Outcome(oid, "rejected", done.reason or done.status, None, final=False)
+        if done.status == UNVERIFIED:  # this copy's own fault: refused, unsigned, nothing kept
+            return Outcome(oid, "rejected", done.reason or done.status, None)
         if done.status in ("malformed", "rejected") or oid is None:
             return Outcome(oid, "rejected", done.status, done.receipt)
         # an id the log already holds: a device may still lack the object (pruned or lost)
@@ -99,7 +101,8 @@ class CentralSink:
             while rows:
                 for index, raw in rows:
                     v = Verified(decode_envelope(raw), self._signer)
-                    sdb.put(v, "local", None, v.envelope.created)
+                    if not receipt_refusal(v):  # a trust object's receipt stays here
+                        sdb.put(v, "local", None, v.envelope.created)
                     mark = index
                 copied += len(rows)
                 rows = self.central.receipts_after(mark, CATCH_UP_BATCH)

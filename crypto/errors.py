@@ -33,6 +33,14 @@ NOT_FINAL = frozenset({"expired", "not-yet-valid", "manifest-mismatch"})
 They are not the sender's fault: a relay must not penalise the peer that passed the object on,
 and the central must not give it a final receipt. The object may verify elsewhere or later."""
 
+COPY_DEPENDENT = frozenset({"malformed", "bad-signature", "unknown-signer"})
+"""Failures found before the signer's signature over the content is known good: they describe
+one *copy* (a flipped signature bit of a genuine result, a stripped chain, junk with a binary
+``c``), never the object its id names. The central keeps no row and signs no receipt for them,
+and a node whose own copy verified ignores a ``rejected`` receipt giving one as its reason
+(issue 11, item 1). Failures after that (wrong role, out of scope, invalid content, revoked) are
+the signer's own and stay final."""
+
 
 class CryptoError(EstafetError):
     """Root of every error raised by :mod:`estafet.crypto`."""

@@ -22,7 +22,7 @@ from estafet.crypto.trust import TrustStore, Verified
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import FETCH_PRIORITY, Envelope, decode_envelope
 
-from .store import StoreDB, in_scope, object_region
+from .store import StoreDB, in_scope, object_region, receipt_refusal
 
 log = logging.getLogger("estafet.accept")
 
@@ -107,6 +107,8 @@ def accept_one(
         sdb.event(now, "warning", peer, f"rejected {exc.reason}: {exc.detail}", oid)
         log.warning("rejected object from %s: %s", peer or "local", exc)
         return Outcome(oid, "rejected", str(exc), final=exc.final)
+    if refusal := receipt_refusal(v):
+        return Outcome(v.id, "out-of-scope", refusal)
     region = object_region(v)
     if not in_scope(region, scope):
         return Outcome(v.id, "out-of-scope", f"{region} is outside this node's scope {scope}")

@@ -3,6 +3,8 @@
 Endpoints (msgpack bodies, see ``docs/api.md``)::
 
     GET  /v1/info                 who am I: key id, role, scope, fingerprint, central reachable
+    POST /v1/hello                {"nonce"} -> {"challenge", "cert", "sig"}: the handshake (.auth)
+    POST /v1/auth                 {"challenge", "cert", "sig"} -> {"token", "ttl"}
     POST /v1/reconcile?scope=S    one range-reconciliation message in, the reply out
     POST /v1/objects/get          {"ids"} -> {"objects"}
     POST /v1/objects/put          {"objects"} -> {"results": [{id, status, reason}], "receipts"}
@@ -14,25 +16,38 @@ Endpoints (msgpack bodies, see ``docs/api.md``)::
 
 Every body read has a size cap and a timeout; every handler has an overall deadline. Malformed
 input gets a 4xx with a reason; the server keeps serving.
+
+Who may do what (issue 11, item 2): a caller proves its enrolled key with the handshake of
+:mod:`.auth` and sends the token in ``X-Estafet-Auth``. Only a proven peer may push objects or
+photos, see which photos are wanted, or enter our peer table (``X-Estafet-Listen`` is read only
+with a token; ``X-Estafet-Node`` is never believed). Everyone else gets the public reads (info,
+reconcile, objects/get, receipts, blobs), limited per address (429).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from estafet.crypto.keys import SigningKey, key_id
 from estafet.crypto.trust import TrustStore
 from estafet.protocol.errors import ProtocolError
+from estafet.protocol.objects import CertificateBody
 from estafet.protocol.reconcile import ReconcileError, Reconciler
 
 from . import wire
 from .accept import Sink, accept_batch
+from .auth import HEADER, TOKEN_TTL, AuthError, Budget, Gate, check_client_proof
 from .errors import BlobMismatch, StoreFull
 from .peers import PeerTable
+from .receiver import BlobReceiver, ResumeMismatch
 from .store import Store, StoreDB, session_scope
 
 
@@ -44,8 +59,17 @@ class Served(Protocol):
     scope: str
     sink: Sink
     peers: PeerTable
+    key: SigningKey
+    gate: Gate
+    public_budget: Budget
+    auth_budget: Budget
+    decoder: Executor
 
     def now(self) -> int: ...
+
+    def own_certificate(self) -> bytes | None: ...
+
+    async def check_certificate(self, raw: bytes) -> CertificateBody: ...
 
     def changed(self) -> None: ...
 
@@ -59,16 +83,22 @@ class Served(Protocol):
 
     def note_bad_request(self, peer: str, path: str, remote: str | None, reason: str) -> None: ...
 
-    async def receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
-    ) -> int: ...
+    receiver: BlobReceiver
 
 
 log = logging.getLogger("estafet.api")
 NODE: web.AppKey[Served] = web.AppKey("node")
+PEER: web.RequestKey[str | None] = web.RequestKey("peer", str)
+"""The caller's proven key id (hex), or None (set by :func:`guard`)."""
 READ_TIMEOUT = 30.0
 CHUNK_TIMEOUT = 20.0
 HANDLER_DEADLINE = 300.0
+INLINE_DECODE = 64 * 1024
+"""Bodies up to this size are decoded on the event loop (cheaper than a thread hop)."""
+ID_BODY = wire.MAX_IDS * 40 + 64
+"""Body cap of the endpoints that take only a list of ids (objects/get, receipts, blobs/want)."""
+RESPONSE_CAP = 4 * 1024 * 1024
+"""Bytes of objects one ``objects/get`` answer carries at most."""
 
 
 def _msgpack(value: object, status: int = 200) -> web.Response:
@@ -92,17 +122,32 @@ async def _body(request: web.Request, limit: int = wire.MAX_BODY) -> bytes:
     return data
 
 
+async def _unpack(node: Served, data: bytes, required: dict[str, type]) -> dict[str, Any]:
+    """:func:`wire.unpack`, off the event loop for a body above ``INLINE_DECODE`` bytes (on the
+    node's small decoder pool): a hostile 4 MiB body must not stall every other request."""
+    if len(data) <= INLINE_DECODE:
+        return wire.unpack(data, required)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(node.decoder, wire.unpack, data, required)
+
+
 @web.middleware
 async def guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Translate bad input to 4xx, put a deadline on every handler, never leak a traceback."""
     node = request.app[NODE]
+    request[PEER] = node.gate.bearer(request.remote, request.headers.get(HEADER, ""))
+    if request[PEER] is None and not node.public_budget.spend(request.remote or ""):
+        return _error(429, "too many requests from this address: authenticate (POST /v1/hello)")
     try:
         async with asyncio.timeout(HANDLER_DEADLINE):
             return await handler(request)
     except web.HTTPRequestEntityTooLarge as exc:
         _bad(node, request, f"body too large: {exc.text}")
+        raise
+    except web.HTTPUnauthorized:
+        _bad(node, request, "not authenticated")
         raise
     except web.HTTPException:
         raise
@@ -113,10 +158,26 @@ async def guard(
         return _error(408, "request took too long")
     except StoreFull as exc:
         return _error(507, str(exc))
+    except (sqlite3.DatabaseError, OSError) as exc:
+        # a full disk or a damaged store: one line and 507, never a traceback and 500
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        line = f"store unusable ({type(exc).__name__}: {exc}): disk full or damaged"
+        log.error("%s %s: %s", request.method, request.path, line)
+        return _error(507, line)
 
 
 def _peer_label(request: web.Request) -> str:
-    return request.headers.get("X-Estafet-Node", "")[:64] or f"addr:{request.remote}"
+    """The caller's proven key id (hex), else its address: never a header it chose."""
+    return request.get(PEER) or f"addr:{request.remote}"
+
+
+def _proven(request: web.Request) -> str:
+    """The caller's proven key id; 401 for a caller without a valid token."""
+    peer: str | None = request.get(PEER)
+    if peer is None:
+        raise web.HTTPUnauthorized(text="authenticate first: POST /v1/hello, then /v1/auth")
+    return peer
 
 
 def _bad(node: Served, request: web.Request, reason: str) -> None:
@@ -124,10 +185,49 @@ def _bad(node: Served, request: web.Request, reason: str) -> None:
 
 
 def _contact(node: Served, request: web.Request) -> None:
-    """Remember the peer that called (its key and listening port, from the headers)."""
+    """Remember a proven peer that called (its listening port from ``X-Estafet-Listen``)."""
+    if (peer := request.get(PEER)) is None:
+        return
     h = request.headers
-    node.peers.contact(h.get("X-Estafet-Node", ""), h.get("X-Estafet-Listen", ""),
-                       request.remote, h.get("X-Estafet-Central-OK") == "1")  # fmt: skip
+    node.peers.contact(peer, h.get("X-Estafet-Listen", ""), request.remote,
+                       h.get("X-Estafet-Central-OK") == "1")  # fmt: skip
+
+
+async def hello(request: web.Request) -> web.Response:
+    """Handshake, step 1: a challenge bound to the caller's address, and our proof of key."""
+    node = request.app[NODE]
+    body = wire.unpack(await _body(request, 4096), {"nonce": bytes})
+    if len(body["nonce"]) != 16:
+        raise wire.WireError("nonce must be 16 bytes")
+    cert = node.own_certificate()
+    if cert is None:
+        raise web.HTTPNotFound(text="this node has no certificate to authenticate with")
+    ch, sig = node.gate.challenge(request.remote or "", body["nonce"])
+    return _msgpack({"challenge": ch, "cert": cert, "sig": sig})
+
+
+async def auth(request: web.Request) -> web.Response:
+    """Handshake, step 2: the caller's certificate and signature over our challenge -> token.
+    Each costs a chain and a signature check: limited per address."""
+    node = request.app[NODE]
+    remote = request.remote or ""
+    if not node.auth_budget.spend(remote):
+        return _error(429, "too many handshakes from this address")
+    need: dict[str, type] = {"challenge": bytes, "cert": bytes, "sig": bytes}
+    body = wire.unpack(await _body(request, 64 * 1024), need)
+    try:
+        node.gate.check_challenge(remote, body["challenge"])
+        cert = await node.check_certificate(body["cert"])
+        check_client_proof(cert, body["challenge"], node.key.id, body["sig"])
+    except AuthError as exc:
+        _bad(node, request, f"handshake refused: {exc}")
+        return _error(403, str(exc))
+    kid = key_id(cert.subject)
+    if kid == node.key.id:
+        return _error(403, "that is our own key")
+    request[PEER] = kid.hex()
+    _contact(node, request)
+    return _msgpack({"token": node.gate.token(remote, kid), "ttl": TOKEN_TTL})
 
 
 async def info(request: web.Request) -> web.Response:
@@ -146,16 +246,26 @@ async def reconcile(request: web.Request) -> web.Response:
 
 
 async def objects_get(request: web.Request) -> web.Response:
+    """The objects asked for, each once, at most ``RESPONSE_CAP`` bytes of them (the caller
+    asks again for the rest): 1,024 copies of one id once answered 14 MiB."""
     node = request.app[NODE]
-    body = wire.unpack(await _body(request), {"ids": list})
-    ids = wire.id_list(body["ids"])
+    body = await _unpack(node, await _body(request, ID_BODY), {"ids": list})
+    ids = list(dict.fromkeys(wire.id_list(body["ids"])))
     raws = await node.store.read(StoreDB.get_raw, ids)
-    return _msgpack({"objects": raws})
+    out: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if out and size + len(raw) > RESPONSE_CAP:
+            break
+        out.append(raw)
+        size += len(raw)
+    return _msgpack({"objects": out})
 
 
 async def objects_put(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = wire.unpack(await _body(request), {"objects": list})
+    _proven(request)
+    body = await _unpack(node, await _body(request), {"objects": list})
     raws = wire.bin_list(body["objects"])
     peer = _peer_label(request)
     outcomes = await node.store.write(
@@ -177,8 +287,8 @@ async def objects_put(request: web.Request) -> web.Response:
 
 async def receipts(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = wire.unpack(await _body(request), {"ids": list})
-    ids = wire.id_list(body["ids"])
+    body = await _unpack(node, await _body(request, ID_BODY), {"ids": list})
+    ids = list(dict.fromkeys(wire.id_list(body["ids"])))
 
     def fetch(sdb: StoreDB) -> list[bytes]:
         return [r for i in ids if (r := sdb.receipt_raw(i)) is not None]
@@ -188,8 +298,9 @@ async def receipts(request: web.Request) -> web.Response:
 
 async def blobs_want(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = wire.unpack(await _body(request), {"blobs": list})
-    shas = wire.id_list(body["blobs"])
+    owner = _proven(request)
+    body = await _unpack(node, await _body(request, ID_BODY), {"blobs": list})
+    shas = list(dict.fromkeys(wire.id_list(body["blobs"])))
 
     def want(sdb: StoreDB) -> list[list[object]]:
         out: list[list[object]] = []
@@ -197,7 +308,7 @@ async def blobs_want(request: web.Request) -> web.Response:
             ref = sdb.photo(sha, node.sink.wants_every_photo)
             if ref is None or not ref[1] or sdb.has_blob(sha):
                 continue
-            out.append([sha, sdb.blobs.partial_size(sha)])
+            out.append([sha, sdb.blobs.partial_size(sha, owner)])  # this uploader's own
         return out
 
     return _msgpack({"want": await node.store.read(want)})
@@ -226,6 +337,7 @@ async def blob_get(request: web.Request) -> web.StreamResponse:
 
 async def blob_put(request: web.Request) -> web.Response:
     node = request.app[NODE]
+    _proven(request)
     sha = _sha(request)
     try:
         offset = int(request.headers.get("X-Estafet-Offset", "0"))
@@ -259,8 +371,10 @@ async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response
             raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
         await node.store.write(lambda sdb: sdb.make_room(total - offset))
         try:
-            have = await node.receive_blob(sha, total, offset, request.content,
-                                           _peer_label(request))  # fmt: skip
+            have = await node.receiver.receive(sha, total, offset, request.content,
+                                           _peer_label(request), _proven(request))  # fmt: skip
+        except ResumeMismatch as exc:  # stale earlier bytes: again from zero, nobody blamed
+            raise web.HTTPConflict(text="resume from 0") from exc
         except BlobMismatch as exc:
             raise web.HTTPUnprocessableEntity(text=str(exc)) from exc
     return _msgpack({"have": have, "complete": have == total})
@@ -275,6 +389,8 @@ def make_app(node: Served) -> web.Application:
     app = web.Application(client_max_size=wire.MAX_BODY, middlewares=[guard])
     app[NODE] = node
     app.router.add_get("/v1/info", info)
+    app.router.add_post("/v1/hello", hello)
+    app.router.add_post("/v1/auth", auth)
     app.router.add_post("/v1/reconcile", reconcile)
     app.router.add_post("/v1/objects/get", objects_get)
     app.router.add_post("/v1/objects/put", objects_put)

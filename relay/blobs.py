@@ -1,11 +1,12 @@
 """Content-addressed photo blobs on disk, written so that a crash never exposes a partial file.
 
 Layout under ``<home>/blobs``: ``ab/abcdef…`` (the SHA-256 in hex) for complete blobs and
-``partial/<hex>.part`` for transfers in progress. A transfer appends to the partial file; when
-the expected size is reached the file is fsynced, re-hashed, and renamed into place (then the
-directory is fsynced). A partial file survives a cut link or a restart and the transfer resumes
-at its size, so nothing already received is sent again. A mismatching hash deletes the partial
-file and raises :class:`~estafet.relay.errors.BlobMismatch`.
+``partial/<hex>.part`` for transfers in progress (``partial/<hex>.<uploader key id>.part`` for
+uploads a proven peer pushes to us: one per uploader, so nobody can overwrite another's). A
+transfer appends to the partial file; when the expected size is reached the file is fsynced, re-
+hashed, and renamed into place (then the directory is fsynced). A partial file survives a cut link
+or a restart and the transfer resumes at its size, so nothing already received is sent again. A
+mismatching hash deletes the partial file and raises :class:`~estafet.relay.errors.BlobMismatch`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,19 @@ class BlobDir:
         h = sha256.hex()
         return self.root / h[:2] / h
 
-    def partial_path(self, sha256: bytes) -> Path:
-        return self.partial_dir / f"{sha256.hex()}.part"
+    def partial_path(self, sha256: bytes, owner: str = "") -> Path:
+        """The partial file of a transfer: ours (``owner`` '') or an uploader's (its proven key
+        id, hex), so no uploader can spoil another's transfer (issue 11, item 3)."""
+        if owner and not (len(owner) <= 64 and all(c in "0123456789abcdef" for c in owner)):
+            raise StoreError("an uploader is named by its key id (hex)")
+        return self.partial_dir / (
+            f"{sha256.hex()}.{owner}.part" if owner else f"{sha256.hex()}.part"
+        )
+
+    def drop_partials(self, sha256: bytes) -> None:
+        """Every partial file of ``sha256`` (it is complete now, or was wrong)."""
+        for part in self.partial_dir.glob(f"{sha256.hex()}*.part"):
+            part.unlink(missing_ok=True)
 
     def has(self, sha256: bytes) -> bool:
         return self.path(sha256).is_file()
@@ -51,17 +63,17 @@ class BlobDir:
         except FileNotFoundError:
             return None
 
-    def partial_size(self, sha256: bytes) -> int:
+    def partial_size(self, sha256: bytes, owner: str = "") -> int:
         try:
-            return self.partial_path(sha256).stat().st_size
+            return self.partial_path(sha256, owner).stat().st_size
         except FileNotFoundError:
             return 0
 
-    def append(self, sha256: bytes, offset: int, data: bytes, total: int) -> int:
+    def append(self, sha256: bytes, offset: int, data: bytes, total: int, owner: str = "") -> int:
         """Write ``data`` at ``offset`` of the partial file. Offsets beyond what is held are
         refused; overlapping bytes are overwritten. Returns the partial size afterwards."""
-        part = self.partial_path(sha256)
-        have = self.partial_size(sha256)
+        part = self.partial_path(sha256, owner)
+        have = self.partial_size(sha256, owner)
         if offset > have:
             raise StoreError(f"offset {offset} is beyond the {have} bytes held")
         if offset + len(data) > total:
@@ -71,9 +83,10 @@ class BlobDir:
             fh.write(data)
             return max(have, offset + len(data))
 
-    def finish(self, sha256: bytes, total: int) -> Path:
-        """Verify the complete partial file and move it into place (fsync, hash, rename)."""
-        part = self.partial_path(sha256)
+    def finish(self, sha256: bytes, total: int, owner: str = "") -> Path:
+        """Verify the complete partial file and move it into place (fsync, hash, rename); the
+        other uploaders' partial files of the same blob go."""
+        part = self.partial_path(sha256, owner)
         digest = hashlib.sha256()
         size = 0
         with part.open("rb") as fh:
@@ -88,6 +101,7 @@ class BlobDir:
         final.parent.mkdir(exist_ok=True)
         os.replace(part, final)
         _fsync_dir(final.parent)
+        self.drop_partials(sha256)
         return final
 
     def write_whole(self, sha256: bytes, data: bytes) -> Path:

@@ -10,18 +10,26 @@ failure raises ``aiohttp.ClientError``, ``OSError`` or ``TimeoutError`` (it is u
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import aiohttp
 
+from estafet.crypto.keys import SigningKey, key_id
+from estafet.protocol.objects import CertificateBody
+
 from . import wire
+from .auth import HEADER, AuthError, Proven, check_server_proof, client_proof
 from .errors import PeerError, RelayError
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=5, sock_read=20)
 # One photo request may take this long; what arrived is kept and the next session resumes, so a
 # peer trickling bytes (or a very slow link) cannot hold the scheduler for more than this.
 BLOB_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=5, sock_read=20)
+HANDSHAKE_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5, sock_read=5)
+"""A handshake is two small answers: a peer that accepts and never answers (a black hole) holds a
+session slot for seconds, not for a whole request timeout."""
 MAX_RECONCILE = 512 * 1024
 MAX_INFO = 64 * 1024
 
@@ -30,8 +38,28 @@ class PeerFull(RelayError):
     """The peer refused a photo: its store is full (HTTP 507). The session stops offering."""
 
 
+class Credentials(Protocol):
+    """What the handshake needs of our node (:class:`~.node.Node` is one)."""
+
+    key: SigningKey
+
+    def own_certificate(self) -> bytes | None: ...
+
+    async def check_certificate(self, raw: bytes) -> CertificateBody:
+        """The certificate, checked against our pinned root and revocations (AuthError)."""
+        ...
+
+
 class PeerClient(Protocol):
     """One peer, as a sync session sees it."""
+
+    token: str
+    """Our session token at the peer ('' until :meth:`authenticate`)."""
+
+    async def authenticate(self) -> tuple[Proven, str, float] | None:
+        """The handshake of :mod:`.auth`: the peer's proven key, our token and its lifetime in
+        seconds; None when either side has no certificate (public reads only)."""
+        ...
 
     async def info(self) -> dict[str, Any]:
         """``/v1/info``: at least ``key`` (bytes), ``role`` and ``scope``."""
@@ -76,11 +104,50 @@ class HttpPeerClient:
         url: str,
         label: str,
         headers: Callable[[], dict[str, str]],
+        credentials: Credentials | None = None,
+        token: str = "",
     ) -> None:
         self.http = http
         self.url = url
         self.label = label
-        self._headers = headers
+        self._session_headers = headers
+        self.credentials = credentials
+        self.token = token
+
+    def _headers(self) -> dict[str, str]:
+        out = self._session_headers()
+        if self.token:
+            out[HEADER] = self.token
+        return out
+
+    async def authenticate(self) -> tuple[Proven, str, float] | None:
+        creds = self.credentials
+        own = creds.own_certificate() if creds is not None else None
+        if creds is None or own is None:
+            return None
+        nonce = os.urandom(16)
+        status, data = await self._raw_post(
+            "/v1/hello", {"nonce": nonce}, also=(404, 405), timeout=HANDSHAKE_TIMEOUT
+        )
+        if status != 200:
+            return None  # a peer without a certificate (or an older one): public reads only
+        hello = wire.unpack(data, {"challenge": bytes, "cert": bytes, "sig": bytes})
+        try:
+            cert = await creds.check_certificate(hello["cert"])
+            check_server_proof(cert, hello["challenge"], nonce, hello["sig"])
+        except AuthError as exc:
+            raise PeerError(self.label, f"handshake: {exc}") from exc
+        server = key_id(cert.subject)
+        proof = client_proof(creds.key, hello["challenge"], server)
+        _, data = await self._raw_post(
+            "/v1/auth",
+            {"challenge": hello["challenge"], "cert": own, "sig": proof},
+            timeout=HANDSHAKE_TIMEOUT,
+        )
+        got = wire.unpack(data, {"token": bytes, "ttl": int})
+        self.token = got["token"].hex()
+        proven = Proven(server.hex(), cert.role, cert.scope[0] if cert.scope else "")
+        return proven, self.token, float(got["ttl"])
 
     async def info(self) -> dict[str, Any]:
         async with self.http.get(self.url + "/v1/info", timeout=REQUEST_TIMEOUT) as resp:
@@ -157,20 +224,31 @@ class HttpPeerClient:
         return wire.unpack(data, {}).get("complete") is True
 
     async def _post(self, path: str, body: dict[str, Any], required: dict[str, type]) -> Any:
+        _, data = await self._raw_post(path, body)
+        return wire.unpack(data, required)
+
+    async def _raw_post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        also: tuple[int, ...] = (),
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> tuple[int, bytes]:
+        """POST ``body``; the status and the answer, which is 200 or one of ``also``."""
         async with self.http.post(
             self.url + path,
             data=wire.pack(body),
             headers=self._headers(),
-            timeout=REQUEST_TIMEOUT,
+            timeout=timeout or REQUEST_TIMEOUT,
         ) as resp:
             data = await wire.read_capped(resp.content, wire.MAX_BODY)
             if len(data) > wire.MAX_BODY:
                 raise PeerError(self.label, f"{path}: response larger than {wire.MAX_BODY}")
-            if resp.status != 200:
+            if resp.status != 200 and resp.status not in also:
                 raise aiohttp.ClientResponseError(
                     resp.request_info,
                     (),
                     status=resp.status,
                     message=data[:200].decode(errors="replace"),
                 )
-            return wire.unpack(data, required)
+            return resp.status, data

@@ -8,8 +8,10 @@ Theory of operation
 the daemon reports ready), and starts discovery and the sync scheduler. The scheduler wakes every
 ``sync_interval`` seconds (or at once when discovery reports a new peer or a peer reports a
 working uplink), picks peers that are not backing off, central-reaching peers first, and runs
-one :class:`~.sync.SyncSession` with each whose store differs. Failures back off exponentially
-with jitter; a peer that served forged data or a wrong blob is penalised with a longer backoff.
+a :class:`~.sync.SyncSession` with each, up to ``MAX_SESSIONS`` at once, each inside a
+``SESSION_BUDGET`` (issue 11: three black holes claiming an uplink held delivery for 60 s).
+Failures back off exponentially with jitter; a peer that served forged data or a wrong blob is
+penalised with a longer backoff.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +30,30 @@ from aiohttp import web
 
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.trust import TrustStore
-from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope
+from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope, encode_envelope
 from estafet.protocol.reconcile import Reconciler, fingerprint
 
-from . import wire
 from .accept import Sink, load_trust
 from .api import make_app
+from .auth import AuthError, Budget, Gate, check_certificate
 from .client import HttpPeerClient, PeerClient
+from .conns import ConnectionGuard
 from .discovery import Discovery, local_ipv4
-from .errors import BlobMismatch, ConfigError, StoreError
+from .errors import ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
 from .peers import Peer, PeerTable, Stats
+from .receiver import BlobReceiver
 from .sink import CARRIER
 from .store import Store, StoreDB
-from .stream import ReadAhead
 from .sync import Report, SyncSession
 
 log = logging.getLogger("estafet.node")
-BLOB_READ_TIMEOUT = 20.0
+MAX_SESSIONS = 4
+"""Sessions the scheduler runs at once: one black-hole peer cannot hold the others."""
+SESSION_BUDGET = 120.0
+"""Seconds one scheduled session may take; what moved is kept, the next session goes on."""
+PUBLIC_READS_PER_MINUTE = 600
+HANDSHAKES_PER_MINUTE = 30
 ADDRESS_POLL = 5.0
 """Seconds between checks of our own addresses (did we walk to another network?). Each check is
 a wake-up of an otherwise idle daemon: at 1 s it alone broke the idle budget (< 1 wake-up/s,
@@ -77,17 +86,27 @@ class Node:
         self.stats = Stats()
         self._wake = asyncio.Event()
         self.peers = PeerTable(key.id.hex(), clock, self._wake.set)
+        self.gate = Gate(key, clock)
+        self.public_budget = Budget(PUBLIC_READS_PER_MINUTE, 60.0, clock)
+        """Requests per address per minute from callers without a token (429 past it)."""
+        self.auth_budget = Budget(HANDSHAKES_PER_MINUTE, 60.0, clock)
+        self.decoder: Executor = ThreadPoolExecutor(2, thread_name_prefix="estafet-decode")
+        """Decodes large request bodies off the event loop (``api._unpack``)."""
         self.port = 0
         self.http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self.conns: ConnectionGuard | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rec_cache: dict[str, tuple[int, Reconciler, list[tuple[int, bytes]]]] = {}
         self._version = 0
         self._fp_cache: tuple[tuple[int, ...], bytes] | None = None
-        self._blob_locks: dict[bytes, tuple[asyncio.Lock, int]] = {}  # lock, transfers using it
         self._stopping = False
+        self._sessions = asyncio.Semaphore(MAX_SESSIONS)
+        self._in_session: set[str] = set()
         self._bad_noted: dict[tuple[str, str], float] = {}
         self.discovery: Discovery | None = None
+        self.receiver = BlobReceiver(self.store, sink, self.stats, self.changed, self.now)
         self.ssl_context = ssl_context
         self._load_identity()
 
@@ -112,6 +131,26 @@ class Node:
 
     def now(self) -> int:
         return int(self.clock())
+
+    def own_certificate(self) -> bytes | None:
+        """Our certificate (with the issuer's, so a peer that lacks it can check the chain)."""
+        if self.cert is None:
+            return None
+        if self.cert.chain or self.cert.signer == self.trust.root_id:
+            return self.cert.encode()
+        issuers = [
+            c.encode()
+            for c in self.trust.certificates()
+            if isinstance(c.body, CertificateBody) and c.body.role == "issuer"
+        ]
+        return encode_envelope(self.cert.content, self.cert.signature, tuple(issuers[:4]))
+
+    async def check_certificate(self, raw: bytes) -> CertificateBody:
+        """A peer's certificate, checked on the writer thread (the only one touching trust)."""
+        if len(raw) > 64 * 1024:
+            raise AuthError("certificate too large")
+        now = self.now()
+        return await self.store.write(lambda _sdb: check_certificate(self.trust, raw, now))
 
     @property
     def key_hex(self) -> str:
@@ -222,10 +261,7 @@ class Node:
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_connect=5, sock_read=20)
         return aiohttp.ClientSession(
             timeout=timeout,
-            headers={
-                "X-Estafet-Node": self.key_hex,
-                "X-Estafet-Listen": f":{self.port}",
-            },
+            headers={"X-Estafet-Listen": f":{self.port}"},
         )
 
     async def _watch_addresses(self) -> None:
@@ -251,13 +287,13 @@ class Node:
         """Log a refused request, and record it as an event (``node peers``) against the peer;
         a flood of them is one event per peer, path and second."""
         self.stats.rejected += 1
-        log.warning("bad request from %s %s: %s", remote, path, reason)
         now = self.clock()
         if now - self._bad_noted.get((peer, path), 0.0) < 1.0:
-            return
+            return  # a burst: logged and recorded once per peer, path and second
         if len(self._bad_noted) > 1000:
             self._bad_noted.clear()
         self._bad_noted[(peer, path)] = now
+        log.warning("bad request from %s %s: %s", remote, path, reason)
         self.spawn(self.store.write(StoreDB.event, self.now(), "warning", peer,
                                     f"bad request {path}: {reason}", None),
                    "note-bad-request")  # fmt: skip
@@ -265,76 +301,13 @@ class Node:
     def client_for(self, peer: Peer) -> PeerClient:
         """The peer client a session with ``peer`` uses (over the node's HTTP session)."""
         assert self.http is not None, "the node is not started"
-        return HttpPeerClient(self.http, peer.url, peer.label, self._session_headers)
+        token = peer.token if peer.token_until > self.clock() + 30 else ""
+        return HttpPeerClient(
+            self.http, peer.url, peer.label, self._session_headers, credentials=self, token=token
+        )
 
     def _session_headers(self) -> dict[str, str]:
         return {"X-Estafet-Central-OK": "1" if self.stats.uplink_ok else "0"}
-
-    # --- blobs ----------------------------------------------------------------------------
-    async def receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
-    ) -> int:
-        """Append an incoming stream to the partial blob from ``offset``; finish when complete.
-        Returns the bytes now held. A hash mismatch discards the partial and raises
-        :class:`BlobMismatch` (logged as an event against ``peer``)."""
-        lock, users = self._blob_locks.get(sha) or (asyncio.Lock(), 0)
-        self._blob_locks[sha] = (lock, users + 1)
-        try:
-            async with lock:
-                return await self._receive_blob(sha, total, offset, stream, peer)
-        finally:
-            lock, users = self._blob_locks[sha]
-            if users > 1:
-                self._blob_locks[sha] = (lock, users - 1)
-            else:  # the last transfer of this blob: forget its lock
-                del self._blob_locks[sha]
-
-    async def _receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
-    ) -> int:
-        blobs = self.store.blobs
-        # one trip to the writer thread (not two): every hop costs both threads a wake-up, and
-        # per photo they added up to a good part of a transfer's CPU
-        held, have = await self.store.write(
-            lambda sdb: (sdb.has_blob(sha), blobs.partial_size(sha))
-        )
-        if held:
-            return total  # another transfer finished it meanwhile
-        if offset > have:
-            raise web.HTTPConflict(text=f"resume from {have}")
-        pos = offset
-        ahead = ReadAhead(stream, total - offset, BLOB_READ_TIMEOUT)
-        try:
-            while pos < total and (data := await ahead.take()):
-                pos = await self.store.blob_io(blobs.append, sha, pos, data, total)
-                self.stats.blob_bytes_in += len(data)
-        finally:
-            # a cut link or a cancelled handler: keep what arrived, so the resume starts after it
-            ahead.close()
-            done = offset + ahead.taken  # taken so far: written, or being written right now
-            if rest := ahead.take_nowait():
-                await self.store.blob_io(lambda: None)  # the writer thread finished that write
-                pos = await self.store.blob_io(blobs.append, sha, done, rest, total)
-                self.stats.blob_bytes_in += len(rest)
-        if ahead.error is not None and pos < total:
-            raise ahead.error
-        if pos < total:
-            return pos
-        now = self.now()
-
-        def finish(sdb: StoreDB) -> bool:  # fsync, hash, rename, the row, the sink: one trip
-            blobs.finish(sha, total)
-            sdb.add_blob(sha, total, now)  # committed: the sink runs after, never instead
-            return self.sink.blob_arrived(sdb, sha, now)
-
-        try:
-            changed = await self.store.write(finish)
-        except BlobMismatch as exc:
-            await self.store.write(StoreDB.event, self.now(), "warning", peer, str(exc), sha)
-            raise
-        if changed:
-            self.changed()
-        return total
 
     # --- lifecycle --------------------------------------------------------------------
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -343,6 +316,24 @@ class Node:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def supervise(self, run: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """Run ``run()`` as a background task that is started again (after 1 s, doubling up
+        to 60 s) whenever it fails: the address watcher once died on one error and never came
+        back (issue 11, item 7)."""
+
+        async def keep() -> None:
+            delay = 1.0
+            while not self._stopping:
+                try:
+                    await run()
+                    return
+                except Exception:
+                    log.exception("%s failed; starting it again in %.0f s", name, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+
+        self.spawn(keep(), name)
+
     async def start(self) -> None:
         """Bind the socket and start the background tasks. Ready when this returns."""
         host, port = parse_hostport(self.config.listen)
@@ -350,16 +341,18 @@ class Node:
         self.sink.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, host, port, reuse_address=True, ssl_context=self.ssl_context
-        )
+        server = self._runner.server
+        assert server is not None
+        self.conns = ConnectionGuard(server)  # a cap and a header deadline (issue 11, item 7)
         try:
-            await site.start()
+            self._listener = await asyncio.get_running_loop().create_server(
+                self.conns, host, port, ssl=self.ssl_context, reuse_address=True
+            )
         except OSError as exc:
             await self._runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        bound = self._runner.addresses  # (host, port, ...) of every listening socket
-        self.port = int(bound[0][1]) if bound else port
+        bound = self._listener.sockets  # every listening socket
+        self.port = int(bound[0].getsockname()[1]) if bound else port
         self.http = self._client()
         for p in self.config.peers:
             h, pt = parse_hostport(p)
@@ -379,8 +372,8 @@ class Node:
             lambda: self.http,
         )
         await self.discovery.start()
-        self.spawn(self._scheduler(), "scheduler")
-        self.spawn(self._watch_addresses(), "addresses")
+        self.supervise(self._scheduler, "scheduler")
+        self.supervise(self._watch_addresses, "addresses")
         log.info(
             "node %s (%s, scope %r) listening on %s:%d",
             self.key_hex[:12],
@@ -409,10 +402,13 @@ class Node:
         if self.http is not None:
             await self.http.close()
         try:
+            if self._listener is not None:
+                self._listener.close()  # no new connections; the runner closes the open ones
             if self._runner is not None:
                 await self._runner.cleanup()
             await self._save_peers()
         finally:
+            self.decoder.shutdown(wait=False, cancel_futures=True)
             self.store.close()
 
     async def _save_peers(self) -> None:
@@ -450,14 +446,30 @@ class Node:
             self._wake.clear()
             if self._stopping:
                 return
-            for peer in self.peers.ready():
+            ready = [p for p in self.peers.ready() if p.url not in self._in_session]
+            for peer in ready:
+                await self._sessions.acquire()  # at most MAX_SESSIONS at once
                 if self._stopping:
+                    self._sessions.release()
                     return
-                try:
-                    await SyncSession(self, peer, self.client_for(peer)).run()
-                except Exception as exc:  # e.g. disk full: never let the loop end
-                    log.exception("sync with %s failed", peer.label)
-                    self.peers.failed(peer, f"{type(exc).__name__}: {exc}")
+                self._in_session.add(peer.url)
+                self.spawn(self._session(peer), f"session {peer.label[:16]}")
+            self.stats.uplink_ok = self.peers.uplink_ok()
+
+    async def _session(self, peer: Peer) -> None:
+        """One scheduled session, inside its time budget: a black hole costs one slot for at
+        most ``SESSION_BUDGET`` seconds while the other sessions go on (issue 11, item 7)."""
+        try:
+            async with asyncio.timeout(SESSION_BUDGET):
+                await SyncSession(self, peer, self.client_for(peer)).run()
+        except TimeoutError:
+            self.peers.failed(peer, f"session over its {SESSION_BUDGET:.0f} s budget")
+        except Exception as exc:  # e.g. disk full: never let the scheduler end
+            log.exception("sync with %s failed", peer.label)
+            self.peers.failed(peer, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._in_session.discard(peer.url)
+            self._sessions.release()
             self.stats.uplink_ok = self.peers.uplink_ok()
 
     async def sync_now(self, url: str) -> Report:

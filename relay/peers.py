@@ -7,6 +7,10 @@ misbehaved (served forged data or a wrong blob) :data:`PENALTY_BACKOFF`; both ji
 50-100 % so peers that failed together do not retry together. A peer reporting a working
 uplink, or our own address changing, clears the backoff of whoever it concerns and wakes the
 scheduler (``wake``).
+
+Identity (issue 11, item 2): an entry is labelled with a key id, and merged with another entry
+of that key, only when the key was *proven* by a handshake (:mod:`.auth`); adverts, beacons and
+``/v1/info`` only propose addresses. Configured entries (static, central, manual) never move.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ from .home import parse_hostport
 log = logging.getLogger("estafet.node")
 MAX_BACKOFF = 300.0
 PENALTY_BACKOFF = 600.0
+MAX_RESENDS = 2
+RESEND_WINDOW = 3600.0
+MAX_PEERS = 256
+"""Entries the table holds: 2,000 forged beacons once made 1,585 (issue 11, item 7)."""
+FIXED = ("static", "central", "manual")
+"""Sources whose address is configured: never moved by anything a peer says."""
 
 
 @dataclass
@@ -43,6 +53,12 @@ class Peer:
     last_sync_fp: bytes = b""
     info_at: float = 0.0
     is_central: bool = False
+    token: str = ""
+    """Our session token at this peer (hex, :mod:`.auth`) and until when it holds."""
+    token_until: float = 0.0
+    sent: dict[bytes, tuple[int, float]] = field(default_factory=dict)
+    """Photos we uploaded complete to this peer: how often, and when last (see
+    :meth:`PeerTable.may_send`)."""
 
     @property
     def label(self) -> str:
@@ -86,25 +102,26 @@ class PeerTable(Mapping[str, Peer]):
     def clear(self) -> None:
         self._by_url.clear()
 
-    def add(self, url: str, source: str, **info: Any) -> Peer:
-        """Remember a peer by URL; merge with an existing one of the same key id."""
-        key = str(info.get("key", ""))
+    def add(self, url: str, source: str, *, proven: bool = False, **info: Any) -> Peer:
+        """Remember a peer by URL. Only a ``proven`` key (a handshake, :mod:`.auth`) labels an
+        entry or merges it with the entry of the same key at another address (the device
+        walked); a key from an advert, a beacon or ``/v1/info`` only proposes the address.
+        Static, central and manual entries never move. The table holds at most ``MAX_PEERS``:
+        a new entry evicts the oldest never-reached discovered one, or is not kept."""
+        key = str(info.pop("key", "") or "")
         if key and key == self.own_key:
             return Peer(url, source, key=key)  # ourselves, seen through discovery
-        for old in list(self._by_url.values()):
-            if key and old.key == key and old.url != url:
-                # same device at a new address (it walked): move it, keep its history
-                del self._by_url[old.url]
-                old.url = url
-                old.backoff_until = 0
-                old.failures = 0
-                self._by_url[url] = old
-                break
+        if proven and key:
+            self._move(key, url)
         peer = self._by_url.get(url)
         if peer is None:
             peer = Peer(url, source)
+            if not self._room(source):
+                return peer  # not kept: the table is full of peers worth more
             self._by_url[url] = peer
             self.wake()
+        if proven and key:
+            peer.key = key
         for k, v in info.items():
             if hasattr(peer, k) and v is not None and v != "":
                 setattr(peer, k, v)
@@ -116,8 +133,31 @@ class PeerTable(Mapping[str, Peer]):
             self.wake()
         return peer
 
+    def _move(self, key: str, url: str) -> None:
+        """The device proven to hold ``key`` is now at ``url``: move its entry, keep its
+        history (never a static, central or manual entry: those addresses are configured)."""
+        for old in list(self._by_url.values()):
+            if old.key == key and old.url != url and old.source not in FIXED:
+                if url in self._by_url:
+                    return
+                del self._by_url[old.url]
+                old.url = url
+                old.backoff_until = 0
+                old.failures = 0
+                self._by_url[url] = old
+                return
+
+    def _room(self, source: str) -> bool:
+        if len(self._by_url) < MAX_PEERS or source in FIXED:
+            return True
+        for old in self._by_url.values():  # oldest first (insertion order)
+            if old.source not in FIXED and not old.last_ok and not old.key:
+                del self._by_url[old.url]
+                return True
+        return False
+
     def contact(self, key: str, listen: str, remote: str | None, central_ok: bool) -> None:
-        """A peer called us (headers ``X-Estafet-Node``, ``X-Estafet-Listen``): remember it."""
+        """A peer proved ``key`` (its token) and told us its listening port: remember it."""
         if not (key and listen and remote):
             return
         try:
@@ -126,7 +166,7 @@ class PeerTable(Mapping[str, Peer]):
             return
         if port == 0:
             return  # nobody listens on port 0
-        self.add(f"http://{remote}:{port}", "inbound", key=key, central_ok=central_ok)
+        self.add(f"http://{remote}:{port}", "inbound", proven=True, key=key, central_ok=central_ok)
 
     def failed(self, peer: Peer, error: str, penalise: bool = False) -> None:
         peer.failures += 1
@@ -136,6 +176,21 @@ class PeerTable(Mapping[str, Peer]):
             delay = PENALTY_BACKOFF
         peer.backoff_until = self.clock() + delay * random.uniform(0.5, 1.0)  # noqa: S311
         log.info("peer %s failed (%s); backing off %.0fs", peer.label, error, delay)
+
+    def may_send(self, peer: Peer, sha: bytes) -> bool:
+        """Whether to upload ``sha`` to ``peer`` again: a peer that always "wants" every photo
+        once made a phone holding 6 MB upload 276 MB in 10 s (issue 11, item 7). After
+        ``MAX_RESENDS`` complete uploads, the photo waits ``RESEND_WINDOW`` seconds."""
+        count, last = peer.sent.get(sha, (0, 0.0))
+        return count < MAX_RESENDS or self.clock() - last >= RESEND_WINDOW
+
+    def sent(self, peer: Peer, sha: bytes) -> None:
+        count, last = peer.sent.get(sha, (0, 0.0))
+        if self.clock() - last >= RESEND_WINDOW:
+            count = 0
+        if len(peer.sent) >= 4096 and sha not in peer.sent:
+            peer.sent.clear()
+        peer.sent[sha] = (count + 1, self.clock())
 
     def succeeded(self, peer: Peer) -> None:
         peer.failures = 0

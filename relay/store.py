@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from estafet.crypto.errors import COPY_DEPENDENT
 from estafet.crypto.trust import Verified
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import (
@@ -83,6 +84,21 @@ def object_region(v: Verified) -> str:
         return v.envelope.tps
     if isinstance(body, CertificateBody) and body.role != "issuer" and body.scope:
         return body.scope[0]
+    return ""
+
+
+def receipt_refusal(v: Verified) -> str:
+    """Why a verified receipt must not be kept or travel ('' when it may), issue 11 item 1: a
+    receipt naming no kind or no TPS would belong to every region and reconcile to every phone,
+    and a ``rejected`` receipt whose reason is a fault of one copy (``COPY_DEPENDENT``, as an
+    older central signed them) must never mark a result whose own copy here verified."""
+    body = v.envelope.body
+    if not isinstance(body, ReceiptBody):
+        return ""
+    if not body.object_kind or not body.tps:
+        return "a receipt naming no kind or TPS stays at the centre"
+    if body.status == "rejected" and body.reason.split(":", 1)[0] in COPY_DEPENDENT:
+        return f"a rejection of one copy ({body.reason[:40]}) says nothing of the object"
     return ""
 
 

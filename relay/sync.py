@@ -37,6 +37,7 @@ from .blobs import CHUNK
 from .client import PeerClient, PeerFull
 from .errors import BlobMismatch, PeerError, StoreFull
 from .peers import Peer, PeerTable, Stats
+from .receiver import BlobReceiver, ResumeMismatch
 from .store import Store, StoreDB, session_scope
 
 log = logging.getLogger("estafet.sync")
@@ -61,9 +62,7 @@ class Local(Protocol):
 
     async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler: ...
 
-    async def receive_blob(
-        self, sha: bytes, total: int, offset: int, stream: wire.Readable, peer: str
-    ) -> int: ...
+    receiver: BlobReceiver
 
 
 @dataclass
@@ -120,6 +119,7 @@ class SyncSession:
 
     # --- the session ----------------------------------------------------------------------
     async def _run(self) -> None:
+        await self._authenticate()
         await self._info()
         scope = session_scope(self.node.scope, self.peer.scope) or "~"
         need, have = await self._reconcile(scope)
@@ -132,6 +132,23 @@ class SyncSession:
         await self._pull_blobs()
         await self._push_blobs()
 
+    async def _authenticate(self) -> None:
+        """Prove our key and learn the peer's (:mod:`.auth`); a token is reused until near its
+        end. The peer's entry is labelled with the key it *proved*, never one it claimed."""
+        clock = self.node.peers.clock
+        if self.peer.token and self.peer.token_until > clock() + 30:
+            self.client.token = self.peer.token
+            return
+        done = await self.client.authenticate()
+        if done is None:
+            return  # no certificate on one side: public reads only
+        proven, token, ttl = done
+        if proven.key == self.node.peers.own_key:
+            raise PeerError(self.peer.label, "this is ourselves")
+        self.peer.token, self.peer.token_until = token, clock() + ttl
+        self.node.peers.add(self.peer.url, self.peer.source, proven=True, key=proven.key,
+                            role=proven.role, scope=proven.scope)  # fmt: skip
+
     async def _info(self) -> None:
         if self.node.peers.clock() - self.peer.info_at < INFO_TTL and self.peer.key:
             return
@@ -142,7 +159,6 @@ class SyncSession:
         self.node.peers.add(
             self.peer.url,
             self.peer.source,
-            key=key,
             role=info["role"],
             scope=info["scope"],
             central_ok=bool(info.get("central_ok")),
@@ -192,7 +208,8 @@ class SyncSession:
             now=node.now(),
             sink=node.sink,
         )
-        bad = [o for o in outcomes if o.status == "rejected"]
+        # a refusal that depends only on time or manifest version is not the peer's fault
+        bad = [o for o in outcomes if o.status == "rejected" and o.final]
         self.report.pulled += sum(o.status == "stored" for o in outcomes)
         node.stats.objects_in += self.report.pulled
         if outcomes:
@@ -266,7 +283,10 @@ class SyncSession:
                 self.node.stats.blob_bytes_resent += have
                 have = 0
             try:
-                got = await self.node.receive_blob(sha, size, have, stream, self.peer.label)
+                got = await self.node.receiver.receive(sha, size, have, stream, self.peer.label)
+            except ResumeMismatch:  # our earlier bytes were stale: again from zero next time
+                log.info("photo %s did not match after a resume; again from 0", sha.hex()[:16])
+                return
             except BlobMismatch as exc:
                 raise PeerError(self.peer.label, f"served a wrong blob {sha.hex()[:16]}") from exc
         if got == size:
@@ -285,6 +305,8 @@ class SyncSession:
             sha, offset = item
             if sha not in shas or not isinstance(offset, int) or offset < 0:
                 continue
+            if not self.node.peers.may_send(self.peer, sha):
+                continue  # sent complete twice lately: it "wants" it again, it waits
             if not await self._push_blob(sha, offset):
                 return
 
@@ -311,6 +333,7 @@ class SyncSession:
             return False
         if complete:  # else it stopped reading: resume later
             self.report.blobs_out += 1
+            self.node.peers.sent(self.peer, sha)
         return True
 
 

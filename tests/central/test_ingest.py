@@ -88,18 +88,33 @@ def _cases(world: World) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize(
-    "reason",
-    [
-        "malformed",
-        "bad-signature",
-        "unknown-signer",
-        "wrong-role",
-        "out-of-scope",
-        "invalid-content",
-    ],
-)
-def test_every_verification_failure_gets_a_rejected_receipt(
+@pytest.mark.parametrize("reason", ["malformed", "bad-signature", "unknown-signer"])
+def test_a_copy_that_does_not_verify_gets_no_row_no_log_entry_no_receipt(
+    central: Central, world: World, reason: str
+) -> None:
+    """Issue 11, item 1: a failure of one copy (not of the signer) is refused unsigned and
+    leaves nothing behind: the old code stored it and signed a ``rejected`` receipt."""
+    raw = _cases(world)[reason]
+    assert central.ingest(raw, NOW) == (None, "unverified")
+    assert central.db.log_head()[0] == 0
+    assert central.status()["log"]["length"] == 0
+    assert not list(central.db.query("SELECT id FROM objects"))
+    assert f'verification_failures_total{{reason="{reason}"}} 1' in central.metrics()
+
+
+def test_junk_with_a_binary_c_is_not_stored_or_receipted(central: Central) -> None:
+    """The old code stored any map with a binary ``c`` (7 MiB of junk included) and signed a
+    receipt with an empty kind and TPS for it, which then reconciled to every phone."""
+    for i in range(64):
+        assert central.ingest(codec.encode({"c": bytes([i]) * 27}), NOW) == (None, "unverified")
+    big = codec.encode({"c": bytes(1024 * 1024)})
+    assert central.ingest(big, NOW) == (None, "unverified")
+    assert central.status()["log"]["length"] == 0
+    assert not list(central.db.query("SELECT id FROM objects"))
+
+
+@pytest.mark.parametrize("reason", ["wrong-role", "out-of-scope", "invalid-content"])
+def test_a_correctly_signed_object_breaking_a_rule_gets_a_final_rejected_receipt(
     central: Central, world: World, reason: str
 ) -> None:
     raw = _cases(world)[reason]
@@ -134,13 +149,13 @@ def test_undecodable_bytes_get_no_receipt(central: Central) -> None:
 def test_a_broken_copy_does_not_shadow_the_genuine_object(central: Central, world: World) -> None:
     key, cert = world.officer("chair-a")
     env = result(world, key, cert)
-    _, status = central.ingest(_tamper_signature(env), NOW)
-    assert status == "rejected"
-    assert central.ingest(_tamper_signature(env), NOW + 1)[1] == "rejected"  # no new entry
+    assert central.ingest(_tamper_signature(env), NOW) == (None, "unverified")
+    assert central.ingest(_tamper_signature(env), NOW + 1) == (None, "unverified")
+    assert central.receipt_for(env.id) is None  # no rejected receipt for the genuine id
     raw, status = central.ingest(env.encode(), NOW + 2)
-    assert status == "accepted" and receipt_of(raw, world).log_index == 1
-    copies = central.db.query("SELECT id FROM rejected_copies")
-    assert [c["id"] for c in copies] == [env.id]
+    assert status == "accepted" and receipt_of(raw, world).log_index == 0
+    # once the genuine copy is held, a broken copy is a duplicate answered with its receipt
+    assert central.ingest(_tamper_signature(env), NOW + 3)[1] == "accepted"
     central.verify_log()
 
 
@@ -508,8 +523,8 @@ def test_time_only_failures_are_not_final_and_leave_no_row_or_receipt(
     assert (raw, status) == (None, "not-final")
     assert central.db.object_state(late.id) is None
     assert central.receipt_for(late.id) is None
-    # and a copy with a bad signature is still final (the copy's own fault)
-    assert central.ingest(_tamper_signature(late), NOW + 16 * DAY)[1] == "rejected"
+    # and a copy with a bad signature is the copy's own fault: refused, unsigned, no row
+    assert central.ingest(_tamper_signature(late), NOW + 16 * DAY) == (None, "unverified")
 
 
 # --- KPU recovery (issue 11, item 8) --------------------------------------------------------

@@ -59,10 +59,14 @@ class CentralProcess:
 
 
 def log_receipts(home: Path) -> dict[bytes, str]:
-    """Receipt id -> status of every entry of the central ingest log, read from its database."""
+    """Receipt id -> status of every entry of the central ingest log that travels (names a TPS:
+    a certificate's receipt stays at the centre), read from its database."""
     db = open_db(home)
     try:
-        rows = db.query("SELECT r.id, l.status FROM receipts r JOIN log l ON l.idx = r.log_idx")
+        rows = db.query(
+            "SELECT r.id, l.status FROM receipts r JOIN log l ON l.idx = r.log_idx"
+            " JOIN objects o ON o.id = l.object WHERE o.tps != ''"
+        )
     finally:
         db.close()
     return {bytes(r["id"]): r["status"] for r in rows}

@@ -200,12 +200,12 @@ class Hostile:
         )
 
     def _contacts(self, request: web.Request) -> int:
-        return self.contacts.get(request.headers.get("X-Estafet-Node", ""), 0)
+        return self.contacts.get(request.remote or "", 0)  # nodes no longer name themselves
 
     async def reconcile(self, request: web.Request) -> web.Response:
         """A node's first session looks honest (nothing to offer, no receipts), so the node goes
         on to fetch the photos it lacks: wrong bytes. Later sessions offer the bait objects."""
-        who = request.headers.get("X-Estafet-Node", "")
+        who = request.remote or ""
         self.contacts[who] = self.contacts.get(who, 0) + 1
         first = self.contacts[who] == 1
         self.served("reconcile (looks in sync)" if first else "reconcile (bait)")

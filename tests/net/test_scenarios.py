@@ -260,8 +260,10 @@ def test_hostile_peer(village: Village) -> None:
     """A hostile device on the hotspot (tests/net/hostile.py: its own unenrolled key, announced
     by mDNS and beacon as a gateway with uplink) serves and pushes tampered results, forged
     receipts, a result under a forged certificate chain, wrong photo bytes, a replayed old
-    revision, oversized and malformed bodies and a junk flood. Honest nodes refuse each with a
-    recorded reason, penalise it, keep working; the central server ends with exactly the
+    revision, oversized and malformed bodies and a junk flood. It cannot prove an enrolled key,
+    so every push is refused before it is read (401, issue 11 item 2) and recorded against its
+    address; what honest nodes fetch from it is refused with a reason and penalised under its
+    URL (it never gets a key id in anyone's table); the central server ends with exactly the
     genuine results."""
     v = village
     v.standard(relay_bridges=[v.hotspot, v.ppk])
@@ -320,65 +322,45 @@ def test_hostile_peer(village: Village) -> None:
     )
     v.wait("every phone holds its receipts", lambda: all(v.delivered(p) for p in v.phones), 60)
     rep = report()
-    hostile_key = rep["key"]
+    evil_ip = evil.host.addr("eth0")
+    hostile_addr, hostile_url = f"addr:{evil_ip}", f"http://{evil_ip}:7420"
     answers: dict[str, set[str]] = {}
     for a in rep["attacks"]:
         answers.setdefault(a["attack"], set()).add(f"{a['status']} {a['answer']}")
     print("[hostile] served:", rep["served"])
     for k, ans in sorted(answers.items()):
         print(f"[hostile] {k}: {sorted(ans)[:3]}")
-    assert all(
-        a.startswith("200") and "rejected: bad-signature" in a
-        for a in answers["tampered-result"] | answers["broken-signature"]
-    ), answers
-    assert all(
-        "rejected: unknown-signer" in a
-        for a in answers["forged-receipt"] | answers["forged-chain-result"]
-    ), answers
-    assert all(a.startswith("413") for a in answers["oversized"]), answers["oversized"]
-    assert all(
-        a.startswith("400")
-        for k in ("malformed", "malformed-shape", "malformed-reconcile")
-        for a in answers[k]
-    ), answers
-    assert all("stored" not in a for a in answers["junk-flood"]), answers["junk-flood"]
-    assert any(a.startswith("422") for a in answers["wrong-photo"]), answers["wrong-photo"]
-    # every refusal is recorded, with its reason, against the hostile key
-    for dev, must in (
-        (
-            v.relay,
-            (
-                "bad-signature",
-                "unknown-signer",
-                "malformed",
-                "did not match",
-                "bad request",
-                "body too large",
-            ),
-        ),
-        (p0, ("bad-signature", "unknown-signer", "bad request")),
-    ):
-        reasons = [e["reason"] for e in v.events(dev) if e["peer"] == hostile_key]
-        missing = [m for m in must if not any(m in r for r in reasons)]
-        assert not missing, f"{dev.name} recorded no refusal for {missing}: {set(reasons)}"
-        shown = v.node_peers(dev)["events"]
-        assert any(e["peer"] == hostile_key for e in shown), shown
+    pushes = [k for k in answers if k not in ("oversized", "malformed-reconcile")]
+    assert all(a.startswith("401") for k in pushes for a in answers[k]), answers
+    assert all(a.startswith(("401", "413", "0 ")) for a in answers["oversized"]), answers
+    assert all(a.startswith("400") for a in answers["malformed-reconcile"]), answers
+    # every refused request is recorded against its address
+    for dev in (v.relay, p0):
+        reasons = [e["reason"] for e in v.events(dev) if e["peer"] == hostile_addr]
+        for must in ("not authenticated", "bad request"):
+            assert any(must in r for r in reasons), f"{dev.name}: no {must!r} in {set(reasons)}"
     # what honest nodes fetched from it (wrong photo bytes, bait objects) was refused and the
-    # hostile peer penalised (a long backoff)
+    # hostile peer penalised (a long backoff), under its URL: it proved no key
     pulled = {
         d.name: [
-            e["reason"] for e in v.events(d) if e["peer"] == hostile_key and "served" in e["reason"]
+            e["reason"] for e in v.events(d) if e["peer"] == hostile_url and "served" in e["reason"]
         ]
         for d in (v.relay, *v.phones)
     }
     print("[hostile] refused when fetched from the hostile:", pulled)
-    assert rep["served"].get("objects/get") and rep["served"].get("blob-get (wrong bytes)"), rep
-    assert any("served a wrong blob" in r for r in pulled["relay"]), pulled
+    assert rep["served"].get("objects/get"), rep
+    # it can no longer plant the overheard result on a node (its push is refused), so a node
+    # asks it for photos only when it holds that result from elsewhere without them yet; the
+    # wrong bytes are then refused and penalised (always so in tests/relay/test_hostile.py)
+    wrong_photos = [r for rs in pulled.values() for r in rs if "served a wrong blob" in r]
+    print("[hostile] wrong photo bytes served:", rep["served"].get("blob-get (wrong bytes)", 0))
+    assert len(wrong_photos) >= min(1, rep["served"].get("blob-get (wrong bytes)", 0)), pulled
     assert any("failed verification" in r for rs in pulled.values() for r in rs), pulled
     for d in (v.relay, *v.phones):
-        peers = {p["key"]: p for p in (v.status(d) or {}).get("peers", [])}
+        peers = {p["url"]: p for p in (v.status(d) or {}).get("peers", [])}
+        assert all(p["key"] != rep["key"] for p in peers.values()), peers
         if pulled[d.name]:
-            assert peers[hostile_key]["penalties"] >= 1, (d.name, peers.get(hostile_key))
+            assert peers[hostile_url]["penalties"] >= 1, (d.name, peers.get(hostile_url))
     Checker(v).check(expect={old.id: "superseded"})
     assert new.id in v.central_accepted()
 

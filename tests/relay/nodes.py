@@ -6,9 +6,13 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from estafet.crypto.keys import SigningKey
 from estafet.protocol.objects import Envelope
 from estafet.relay.accept import Sink
+from estafet.relay.auth import HEADER
+from estafet.relay.client import HttpPeerClient
 from estafet.relay.enrollment import Materials, install
 from estafet.relay.home import Home, NodeConfig
 from estafet.relay.node import Node
@@ -67,3 +71,12 @@ def make_node(
     Home(home).save_config(config)
     return Node(home, config, key, world.root.public, sink=sink,
                 clock=clock or Clock(world.now))  # fmt: skip
+
+
+async def auth_headers(url: str, me: Node) -> dict[str, str]:
+    """A session token at ``url`` proving ``me``'s key: the handshake of ``relay.auth`` over
+    loopback, as a sync session does it (``me`` must be started: it checks the peer's chain)."""
+    async with aiohttp.ClientSession() as http:
+        done = await HttpPeerClient(http, url, "test", dict, credentials=me).authenticate()
+    assert done is not None, "the peer has no handshake"
+    return {HEADER: done[1]}

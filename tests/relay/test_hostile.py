@@ -28,7 +28,7 @@ from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
 from tests.kit import TPS_A, World, form_json, photo_bytes, seeded_key
-from tests.relay.nodes import make_node
+from tests.relay.nodes import auth_headers, make_node
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -226,7 +226,9 @@ async def test_forgery_is_refused_logged_and_penalised(
         reason = MISBEHAVIOUR[mode]
         assert rep.error.startswith("misbehaved: ") and reason in rep.error, rep.error
         peer = relay.peers[hostile.url]
-        assert peer.key == hostile.key.id.hex()
+        # labelled with the key its handshake proved (the phone's, whose handlers it fronts),
+        # never the one its /v1/info claims
+        assert peer.key == scene.phone.key_hex
         assert peer.penalties == 1
         assert peer.backoff_until - relay.clock() >= 300  # a long backoff: a penalty
         events = await relay.store.read(StoreDB.events)
@@ -338,7 +340,7 @@ async def test_malformed_bodies_get_4xx_and_the_node_keeps_serving(scene: Scene)
         ("POST", "/v1/objects/get", junk, None, 400),
         ("POST", "/v1/objects/get", wire.pack([1, 2]), None, 400),
         ("POST", "/v1/objects/get", wire.pack({"ids": [b"short"]}), None, 400),
-        ("POST", "/v1/objects/get", wire.pack({"ids": [bytes(32)] * 5000}), None, 400),
+        ("POST", "/v1/objects/get", wire.pack({"ids": [bytes(32)] * 5000}), None, 413),
         ("POST", "/v1/objects/get", NON_CANONICAL_IDS, None, 400),
         ("POST", "/v1/objects/put", junk, None, 400),
         ("POST", "/v1/objects/put", wire.pack({"objects": "many"}), None, 400),
@@ -359,9 +361,10 @@ async def test_malformed_bodies_get_4xx_and_the_node_keeps_serving(scene: Scene)
         ("POST", "/v1/info", b"", None, 405),
         ("DELETE", "/v1/objects/get", b"", None, 405),
     ]
+    token = await auth_headers(base, scene.phone)
     async with aiohttp.ClientSession() as http:
         for method, path, body, headers, want in cases:
-            got = await _request(http, base, method, path, body, headers)
+            got = await _request(http, base, method, path, body, {**token, **(headers or {})})
             assert got == want, (method, path, body[:40] if body else body, got)
             await _serves(relay)
         # and a well-formed request still works after all that
@@ -378,18 +381,20 @@ async def test_forged_objects_pushed_to_a_node_are_refused_with_a_reason(scene: 
     relay, base = scene.relay, Scene.url(scene.relay)
     raw = (await scene.phone.store.read(StoreDB.get_raw, [scene.result]))[0]
     forged = [_tamper_signature(raw), _tamper_content(raw), b"\x93junk"]
+    token = await auth_headers(base, scene.phone)
     async with aiohttp.ClientSession() as http:
         async with http.post(
             base + "/v1/objects/put",
             data=wire.pack({"objects": forged}),
-            headers={"X-Estafet-Node": "mallory"},
+            headers={"X-Estafet-Node": "mallory", **token},  # the claimed name is not believed
         ) as r:
             assert r.status == 200
             results = wire.unpack(await r.read(), {"results": list})["results"]
     assert [x["status"] for x in results] == ["rejected"] * 3
     assert any("bad-signature" in x["reason"] for x in results)
     events = await relay.store.read(StoreDB.events)
-    assert len([e for e in events if e["peer"] == "mallory"]) == 3
+    assert len([e for e in events if e["peer"] == scene.phone.key_hex]) == 3
+    assert not [e for e in events if e["peer"] == "mallory"]
     assert await relay.store.read(StoreDB.objects, "result") == []
     await _serves(relay)
 
@@ -403,10 +408,11 @@ async def test_a_body_over_the_cap_gets_413(scene: Scene, chunked: bool) -> None
         for i in range(0, len(big), 1 << 20):
             yield big[i : i + (1 << 20)]
 
+    token = await auth_headers(base, scene.phone)
     async with aiohttp.ClientSession() as http:
         data = stream() if chunked else big
         try:
-            status = await _request(http, base, "POST", "/v1/objects/put", data)  # type: ignore[arg-type]
+            status = await _request(http, base, "POST", "/v1/objects/put", data, token)  # type: ignore[arg-type]
         except aiohttp.ClientOSError:  # the server may answer and close before all is sent
             status = 413
         assert status == 413

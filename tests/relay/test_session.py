@@ -14,6 +14,7 @@ from typing import Any
 from estafet.protocol.objects import decode_envelope
 from estafet.relay import wire
 from estafet.relay.accept import accept_batch
+from estafet.relay.auth import Proven
 from estafet.relay.local import submit_result
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB, session_scope
@@ -31,6 +32,13 @@ class MemoryPeer:
         self.calls: list[str] = []
         self.tamper = False
         self.fail_on = ""
+        self.token = ""
+
+    async def authenticate(self) -> tuple[Proven, str, float] | None:
+        """What the handshake proves: the other node's key (no signatures in memory)."""
+        self._call("authenticate")
+        o = self.other
+        return Proven(o.key.id.hex(), o.role, o.scope), "memory", 600.0
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -90,7 +98,7 @@ class MemoryPeer:
         async for chunk in chunks:
             stream.feed_data(chunk)
         stream.feed_eof()
-        got = await self.other.receive_blob(sha, size, offset, stream, self.label)
+        got = await self.other.receiver.receive(sha, size, offset, stream, self.label)
         return got == size
 
 
@@ -156,6 +164,6 @@ async def test_a_cut_link_backs_off_without_penalty(tmp_path: Path) -> None:
     assert not report.ok and report.error.startswith("unreachable: ConnectionResetError")
     assert (peer.failures, peer.penalties) == (1, 0)
     assert phone.clock() < peer.backoff_until <= phone.clock() + 2
-    assert fake.calls == ["info", "reconcile"]
+    assert fake.calls == ["authenticate", "info", "reconcile"]
     for node in (phone, relay):
         node.store.close()
