@@ -13,11 +13,9 @@ crashes cannot take the others with it, and none inherits another's memory or th
   7  an idle node daemon: CPU, wake-ups, peak RSS
   8  node run -> ready
   9  a village relay's disk after carrying a kecamatan
-<<<<<<< HEAD
   10 a hostile 4 MiB body of nested empty arrays: RSS added and decode time
-=======
- 10  the officer's phone app: first-load bytes, first render (CPU 4x slower), sign -> stored
->>>>>>> i12
+  11 the officer's phone app: first-load bytes, first render (CPU 4x slower), sign -> stored
+  13 ingest with 10k/30k results held, the phone's cost to sign and store, the national evening
 
 ``--quick`` is a smoke run (small sizes, one repeat, under ~90 s): it checks that every bench
 still works and gives no verdicts. Exit status: 0, or 2 if a bench crashed (or, with
@@ -46,8 +44,9 @@ BENCHES = [  # (name, script, figures it reports)
     ("store", "bench_store.py", ["9"]),
     ("decode", "bench_decode.py", ["10"]),
     ("app", "bench_app.py", ["11"]),
+    ("scale", "bench_scale.py", ["13"]),
 ]
-FIGURES = [str(i) for i in range(1, 11)]
+FIGURES = sorted({f for _, _, figs in BENCHES for f in figs}, key=int)  # 12: none yet
 
 
 def reconcile_rows(report: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
