@@ -31,14 +31,13 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench_ingest import authority, bare_ed25519, make_results
 from benchkit import (
-    BENCH,
     RESULTS,
     World,
     machine,
@@ -64,9 +63,6 @@ from estafet.protocol.objects import (
     signing_message,
 )
 from estafet.protocol.photos import PhotoRef
-
-sys.path.insert(0, str(BENCH))
-from bench_ingest import authority, bare_ed25519, make_results  # noqa: E402
 
 NATION_TPS = 435_000
 PHONE_PHOTO = 400_000
