@@ -104,8 +104,11 @@ def trust_verify(world: World, raws: list[bytes]) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def central_only(world: World, raws: list[bytes], tmp: Path) -> float:
+def central_only(world: World, raws: list[bytes], tmp: Path, held: Path | None = None) -> float:
+    """``Central.ingest`` of ``raws`` into a fresh home (a copy of ``held``'s, if given)."""
     home = Path(tempfile.mkdtemp(dir=tmp))
+    if held is not None:
+        shutil.copytree(held, home, dirs_exist_ok=True)
     central = Central(home, authority(world, home))
     try:
         t0 = time.perf_counter()

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_ingest import authority, bare_ed25519, make_results
+from bench_ingest import authority, bare_ed25519, central_only, make_results
 from benchkit import (
     RESULTS,
     World,
@@ -131,19 +131,7 @@ def build_held(world: World, home: Path, n: int) -> None:
 
 def ingest_rate(world: World, template: Path, raws: list[bytes], tmp: Path) -> tuple[float, float]:
     """Results/s of ``Central.ingest`` of ``raws`` into a copy of ``template``; RSS after."""
-    home = Path(tempfile.mkdtemp(dir=tmp))
-    shutil.rmtree(home)
-    shutil.copytree(template, home)
-    central = Central(home, authority(world, home))
-    try:
-        t0 = time.perf_counter()
-        for raw in raws:
-            _, status = central.ingest(raw, world.now)
-            assert status == "accepted", status
-        return len(raws) / (time.perf_counter() - t0), _rss_mib()
-    finally:
-        central.close()
-        shutil.rmtree(home, ignore_errors=True)
+    return central_only(world, raws, tmp, template), _rss_mib()
 
 
 def phone_cost(world: World, tmp: Path, runs: int) -> dict[str, list[float]]:
