@@ -18,6 +18,8 @@ from estafet.crypto.keys import SigningKey, key_id
 from estafet.protocol.errors import ProtocolError, Violation
 from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import CertificateBody, EndorsementBody, ResultBody, decode_envelope
+from estafet.protocol.trail import AdmissionBody, ObjectionBody, key_code, parse_key_code
+from estafet.relay import plenary
 from estafet.relay.enrollment import install, request_enrollment
 from estafet.relay.errors import ConfigError, RelayError
 from estafet.relay.home import Home
@@ -44,7 +46,7 @@ def _signer(chain: tuple[bytes, ...]) -> dict[str, str]:
         body = decode_envelope(chain[0]).body
     except ProtocolError:
         return {"role": "?", "label": ""}
-    if isinstance(body, CertificateBody):
+    if isinstance(body, CertificateBody | AdmissionBody):
         return {"role": body.role, "label": body.label}
     return {"role": "?", "label": ""}
 
@@ -58,7 +60,8 @@ def _result_view(sdb: StoreDB, row: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(body, ResultBody):
         return None
     receipts = sdb.db.execute(
-        "SELECT log_index, status, reason FROM receipts WHERE object = ? ORDER BY log_index",
+        "SELECT log_index, status, reason, photos_complete FROM receipts WHERE object = ?"
+        " ORDER BY log_index",
         [row["id"]],
     ).fetchall()
     holders = sdb.db.execute("SELECT count(*) FROM holders WHERE object = ?", [row["id"]])
@@ -74,7 +77,10 @@ def _result_view(sdb: StoreDB, row: dict[str, Any]) -> dict[str, Any] | None:
         "warnings": list(body.warnings),
         "signer": _signer(env.chain),
         "receipt": receipt_summary(sdb.receipt_raw(row["id"])),
-        "receipts": [{"log_index": i, "status": s, "reason": r} for i, s, r in receipts],
+        "receipts": [
+            {"log_index": i, "status": s, "reason": r, "photos_complete": bool(pc)}
+            for i, s, r, pc in receipts
+        ],
         "handed_on": int(holders.fetchone()[0]),
         "photos": [
             {"sheet": s, "sha256": sha.hex(), "size": n, "held": held}
@@ -99,9 +105,27 @@ def _endorsements(sdb: StoreDB) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _objections(sdb: StoreDB) -> dict[str, list[dict[str, Any]]]:
+    """Objections held, by result id: who (role, label or admitted name) and why."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in sdb.objects("objection"):
+        env = decode_envelope(sdb.get_raw([row["id"]])[0])
+        body = env.body
+        if isinstance(body, ObjectionBody):
+            who = _signer(env.chain)
+            out.setdefault(body.result.hex(), []).append(
+                {"id": env.id.hex(), "reason": body.reason, "photos": len(body.photos),
+                 "created": env.created, "key": env.signer.hex(),
+                 "state": row["state"] or "carried", **who}
+            )  # fmt: skip
+    return out
+
+
 def results_view(sdb: StoreDB, tps: str | None) -> list[dict[str, Any]]:
-    """Every result held (of ``tps`` if given), newest first, each with its endorsements."""
+    """Every result held (of ``tps`` if given), newest first, each with its endorsements and
+    objections."""
     ends = _endorsements(sdb)
+    objs = _objections(sdb)
     out = []
     for row in sdb.objects("result"):
         if tps and row["tps"] != tps:
@@ -109,6 +133,7 @@ def results_view(sdb: StoreDB, tps: str | None) -> list[dict[str, Any]]:
         view = _result_view(sdb, row)
         if view is not None:
             view["endorsements"] = ends.get(view["id"], [])
+            view["objections"] = objs.get(view["id"], [])
             out.append(view)
     out.sort(key=lambda v: (v["created"], v["id"]), reverse=True)
     return out
@@ -217,6 +242,48 @@ class NodePort:
         env = await node.store.write(
             lambda _sdb: endorse(node.store, key, self._root, result_id, now, "agree")
         )
+        node.changed()
+        return env.id.hex()
+
+    # --- the paper trail (issue 13) -----------------------------------------------------------
+    def key_code(self) -> str:
+        """This phone's public key as the code a KPPS chair types to admit it."""
+        return key_code(self._node.key.public)
+
+    async def object_to(
+        self, key: SigningKey, result_id: bytes, reason: str, photos: list[bytes]
+    ) -> str:
+        """Sign an objection (member, witness or PTPS) to a held result, with its photos."""
+        node, now = self._node, self._node.now()
+        env = await node.store.write(
+            lambda _sdb: plenary.object_to(node.store, key, self._root, result_id, reason,
+                                           photos, now)
+        )  # fmt: skip
+        node.changed()
+        return env.id.hex()
+
+    async def admit(
+        self,
+        key: SigningKey,
+        code: str,
+        role: str,
+        pair: int,
+        seat: int,
+        elections: tuple[str, ...],
+        name: str,
+        mandate: bytes | None,
+    ) -> str:
+        """(Chair) admit the key behind ``code`` at this TPS for today."""
+        try:
+            subject = parse_key_code(code)
+        except ProtocolError as exc:
+            raise PortError(str(exc)) from exc
+        node, now = self._node, self._node.now()
+        env = await node.store.write(
+            lambda _sdb: plenary.admit(node.store, key, self._root, subject, role=role,
+                                       pair=pair, seat=seat, elections=elections, label=name,
+                                       mandate=mandate, now=now)
+        )  # fmt: skip
         node.changed()
         return env.id.hex()
 

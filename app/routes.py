@@ -7,6 +7,7 @@ at a hostile request: bad JSON, bad ids, bad sheet numbers and oversized bodies 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from estafet.protocol.errors import FormError, ProtocolError
 from estafet.protocol.photos import MAX_PHOTO_BYTES, sniff_type
+from estafet.protocol.trail import MAX_REASON as MAX_OBJECTION_REASON
 
 from . import drafts
 from .checks import run_check
@@ -24,6 +26,8 @@ from .qr import qr_svg, result_uri
 
 log = logging.getLogger("estafet.app")
 MAX_JSON = 32_000
+MAX_TRAIL_JSON = 6_000_000
+"""An objection or admission with one photo, base64 in JSON (the app sends ~2,000 px JPEGs)."""
 
 
 def _fail(status: int, code: str, detail: Any = "") -> web.Response:
@@ -45,10 +49,10 @@ async def read_capped(request: web.Request, cap: int) -> bytes | None:
     return b"".join(parts)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await read_capped(request, MAX_JSON)
+async def _json_body(request: web.Request, cap: int = MAX_JSON) -> dict[str, Any]:
+    raw = await read_capped(request, cap)
     if raw is None:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON, actual_size=MAX_JSON + 1)
+        raise web.HTTPRequestEntityTooLarge(max_size=cap, actual_size=cap + 1)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -94,6 +98,9 @@ class Api:
         r.add_post("/api/endorse/{rid}", self.endorse)
         r.add_get("/api/qr/{rid}", self.qr)
         r.add_get("/api/status", self.status)
+        r.add_get("/api/keycode", self.keycode)
+        r.add_post("/api/object/{rid}", self.object_to)
+        r.add_post("/api/admit", self.admit)
 
     # --- who, and the lock -----------------------------------------------------------------
     def _election(self, request: web.Request) -> str:
@@ -307,6 +314,15 @@ class Api:
         svg = qr_svg(result_uri(rid.hex(), mine[0]["tps"], mine[0]["election"]))
         return web.Response(text=svg, content_type="image/svg+xml")
 
+    async def keycode(self, request: web.Request) -> web.Response:
+        return await keycode(self, request)
+
+    async def object_to(self, request: web.Request) -> web.Response:
+        return await object_to(self, request)
+
+    async def admit(self, request: web.Request) -> web.Response:
+        return await admit(self, request)
+
     async def status(self, request: web.Request) -> web.Response:
         st = await self.port.status()
         st["errors"] = await self.port.recent_errors()
@@ -324,3 +340,68 @@ def _flatten(form: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[f"{prefix}{k}"] = str(v)
     return out
+
+
+def _photo_field(data: dict[str, Any], name: str) -> bytes | None:
+    """An optional base64 JPEG/PNG in a JSON body; ValueError when it is not one."""
+    value = data.get(name)
+    if value in (None, ""):
+        return None
+    photo = base64.b64decode(str(value), validate=True)  # binascii.Error is a ValueError
+    if not photo or sniff_type(photo[:16]) is None:
+        raise ValueError("not a JPEG or PNG")
+    return photo
+
+
+async def keycode(api: Api, request: web.Request) -> web.Response:
+    return web.json_response({"code": api.port.key_code()})
+
+
+async def object_to(api: Api, request: web.Request) -> web.Response:
+    rid = _hex_id(request)
+    key = api.guard.key_for(request)
+    if key is None:
+        return _fail(423, "locked")
+    data = await _json_body(request, MAX_TRAIL_JSON)
+    reason = str(data.get("reason", "")).strip()
+    if not 0 < len(reason) <= MAX_OBJECTION_REASON:
+        return _fail(400, "objection-reason")
+    try:
+        photo = _photo_field(data, "photo")
+    except ValueError:
+        return _fail(400, "bad-photo")
+    try:
+        oid = await api.port.object_to(key, rid, reason, [photo] if photo else [])
+    except (PortError, ProtocolError) as exc:
+        return _fail(400, "object-refused", str(exc))
+    return web.json_response({"id": oid})
+
+
+async def admit(api: Api, request: web.Request) -> web.Response:
+    key = api.guard.key_for(request)
+    if key is None:
+        return _fail(423, "locked")
+    data = await _json_body(request, MAX_TRAIL_JSON)
+    role = data.get("role", "witness")
+    pair, seat, election = data.get("pair", 0), data.get("seat", 1), data.get("election", "")
+    if role not in ("witness", "ptps") or not isinstance(pair, int) or not isinstance(seat, int):
+        return _fail(400, "bad-admission")
+    elections = (str(election),) if role == "witness" else tuple(api.port.identity()["elections"])
+    try:
+        mandate = _photo_field(data, "mandate")
+    except ValueError:
+        return _fail(400, "bad-photo")
+    try:
+        aid = await api.port.admit(
+            key,
+            str(data.get("code", "")),
+            role,
+            pair,
+            seat,
+            elections,
+            str(data.get("name", ""))[:200],
+            mandate,
+        )
+    except (PortError, ProtocolError) as exc:
+        return _fail(400, "admit-refused", str(exc))
+    return web.json_response({"id": aid})

@@ -118,13 +118,29 @@ def build_held(world: World, home: Path, n: int) -> None:
                                     "[]"))  # fmt: skip
                     photos += [(oid, p.sheet, p.sha256, p.size, p.type) for p in refs]
                     receipts.append((rid, oid, i, rraw))
-                conn.executemany("INSERT INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)", objects)
                 conn.executemany(
-                    "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", results
+                    "INSERT INTO objects (id, kind, tps, election, size, raw, received, "
+                    "verified, status, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    objects,
                 )
-                conn.executemany("INSERT INTO photos VALUES (?,?,?,?,?)", photos)
-                conn.executemany("INSERT INTO log VALUES (?,?,?,?,?,?,?)", log)
-                conn.executemany("INSERT INTO receipts VALUES (?,?,?,?)", receipts)
+                conn.executemany(
+                    "INSERT INTO results (id, tps, election, revision, supersedes, signer, "
+                    "signer_serial, issuer, signer_label, received, votes, valid, invalid, "
+                    "warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    results,
+                )
+                conn.executemany(
+                    "INSERT INTO photos (result, sheet, sha256, size, type) VALUES (?,?,?,?,?)",
+                    photos,
+                )
+                conn.executemany(
+                    "INSERT INTO log (idx, object, status, reason, server_time, prev, hash) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    log,
+                )
+                conn.executemany(
+                    "INSERT INTO receipts (id, object, log_idx, raw) VALUES (?,?,?,?)", receipts
+                )
     finally:
         central.close()
 

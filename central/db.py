@@ -239,9 +239,43 @@ def _m2_enroll_limits(db: sqlite_utils.Database) -> None:
     db.table("voids").create_index(["result"])
 
 
+def _m3_trail(db: sqlite_utils.Database) -> None:
+    """Issue 13: admissions, objections, corrections and D.Hasil, one row each. ``data`` is the
+    parsed body as JSON for display (the raw signed bytes stay in ``objects``); ``seat`` is the
+    admission's witness seat, unique, so a third witness of a pair cannot take a seat."""
+    db.table("trail").create(
+        {
+            "id": bytes,
+            "kind": str,
+            "tps": str,
+            "kecamatan": str,
+            "election": str,
+            "result": bytes,
+            "signer": bytes,
+            "role": str,
+            "created": int,
+            "seat": str,
+            "data": str,
+            "received": int,
+        },
+        pk="id",
+        not_null={"kind", "tps", "kecamatan", "election", "signer", "role", "created", "data",
+                  "received"},
+        strict=True,
+    )  # fmt: skip
+    db.table("trail").create_index(["tps"])
+    db.table("trail").create_index(["kind", "kecamatan"])
+    db.table("trail").create_index(["seat"], unique=True)
+    # the typed photos-complete mark (was matched in the reason text): in every log entry (the
+    # receipt carries it and the entry hash commits to it) and on the object
+    db.table("log").add_column("photos", int, not_null_default=0)
+    db.table("objects").add_column("photos", int, not_null_default=0)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "initial schema", _m1_schema),
     (2, "enrollment failures per code; voids", _m2_enroll_limits),
+    (3, "the paper trail; typed photos-complete in the log", _m3_trail),
 ]
 """Numbered schema changes. Append only; never edit one that shipped."""
 
@@ -367,8 +401,11 @@ class CentralDB:
             row,
         )
 
-    def set_status(self, oid: bytes, status: str, reason: str) -> None:
-        self._x("UPDATE objects SET status = ?, reason = ? WHERE id = ?", (status, reason, oid))
+    def set_status(self, oid: bytes, status: str, reason: str, photos: bool = False) -> None:
+        self._x(
+            "UPDATE objects SET status = ?, reason = ?, photos = ? WHERE id = ?",
+            (status, reason, int(photos), oid),
+        )
 
     def accepted_raw(self, kind: str) -> list[bytes]:
         rows = self.db.query(
@@ -402,8 +439,8 @@ class CentralDB:
 
     def append_log(self, entry: Row, receipt_id: bytes, receipt: bytes) -> None:
         self._x(
-            "INSERT INTO log (idx, object, status, reason, server_time, prev, hash) VALUES "
-            "(:idx, :object, :status, :reason, :server_time, :prev, :hash)",
+            "INSERT INTO log (idx, object, status, reason, server_time, prev, hash, photos) "
+            "VALUES (:idx, :object, :status, :reason, :server_time, :prev, :hash, :photos)",
             entry,
         )
         self._x(
@@ -450,6 +487,11 @@ class CentralDB:
             ":issuer, :signer_label, :received, :votes, :valid, :invalid, :warnings)",
             row,
         )
+        self.put_photos(photos)
+
+    def put_photos(self, photos: list[Row]) -> None:
+        """Photo commitments of one object (a result, or a trail object's optional photos:
+        the ``result`` column holds the naming object's id)."""
         for p in photos:
             self._x(
                 "INSERT OR REPLACE INTO photos (result, sheet, sha256, size, type) "
@@ -463,6 +505,11 @@ class CentralDB:
 
     def result_key(self, rid: bytes) -> Row | None:
         return self._one("SELECT tps, election, revision FROM results WHERE id = ?", (rid,))
+
+    def result_numbers(self, rid: bytes) -> Row | None:
+        """One result with its status, votes, valid and invalid (None when not held)."""
+        rows = self._results("r.id = ?", (rid,))
+        return rows[0] if rows else None
 
     def _results(self, where: str, params: tuple[Any, ...]) -> list[Row]:
         """Results joined with their status; ``where`` is one of this class's constant clauses."""
@@ -535,9 +582,8 @@ class CentralDB:
     def results_naming(self, sha256: bytes) -> list[Row]:
         return list(
             self.db.query(
-                "SELECT r.id, r.tps, r.election, o.status, o.reason FROM photos p"
-                " JOIN results r ON r.id = p.result JOIN objects o ON o.id = r.id"
-                " WHERE p.sha256 = ?",
+                "SELECT o.id, o.kind, o.tps, o.election, o.status, o.reason, o.photos"
+                " FROM photos p JOIN objects o ON o.id = p.result WHERE p.sha256 = ?",
                 (sha256,),
             )
         )
@@ -584,6 +630,35 @@ class CentralDB:
             "AND e.statement = 'agree' AND e.signer != r.signer GROUP BY e.result"
         )
         return {bytes(r["result"]): int(r["n"]) for r in rows}
+
+    # --- the paper trail (issue 13) -------------------------------------------------------------
+    def put_trail(self, row: Row) -> None:
+        """One admission, objection, correction or D.Hasil (``data`` a JSON-able dict)."""
+        self._x(
+            "INSERT OR IGNORE INTO trail (id, kind, tps, kecamatan, election, result, signer, "
+            "role, created, seat, data, received) VALUES (:id, :kind, :tps, :kecamatan, "
+            ":election, :result, :signer, :role, :created, :seat, :data, :received)",
+            {**row, "data": json.dumps(row["data"], sort_keys=True)},
+        )
+
+    def seat_holder(self, seat: str) -> bytes | None:
+        row = self._one("SELECT id FROM trail WHERE seat = ?", (seat,))
+        return None if row is None else bytes(row["id"])
+
+    def trail(self, where: str, params: tuple[Any, ...]) -> list[Row]:
+        """Trail rows (with their object status and reason) matching ``where``, oldest first."""
+        rows = self.db.query(
+            "SELECT t.*, o.status, o.reason FROM trail t JOIN objects o ON o.id = t.id "
+            f"WHERE {where} ORDER BY t.created, t.id",
+            params,
+        )
+        return [{**r, "data": json.loads(r["data"])} for r in rows]
+
+    def trail_for_tps(self, tps: str) -> list[Row]:
+        return self.trail("t.tps = ?", (tps,))
+
+    def trail_of_kind(self, kind: str) -> list[Row]:
+        return self.trail("t.kind = ? AND o.status = 'accepted'", (kind,))
 
     # --- enrollment ---------------------------------------------------------------------------
     def put_codes(self, rows: list[Row]) -> None:

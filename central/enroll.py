@@ -42,7 +42,8 @@ from .db import CentralDB
 from .errors import AuthorityError, EnrollError
 
 TPS_ROLES = ("kpps-chair", "kpps-member", "witness")
-SCOPED_ROLES = ("relay", "gateway")
+SCOPED_ROLES = ("relay", "gateway", "ppk")
+"""Device roles enrolled by count for a region; a ``ppk`` code is for exactly one kecamatan."""
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 GROUPS, GROUP_LEN = 4, 4
 _LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1", "-": None, " ": None})
@@ -200,6 +201,8 @@ class Enrollment:
             issuer = self._issuer_body()
             if not is_region_code(where) or len(where) > 10 or not issuer.covers(where):
                 raise EnrollError("bad-request", f"scope {where!r} is not a region we serve")
+            if role == "ppk" and len(where) != 6:
+                raise EnrollError("bad-request", "ppk codes are made for one kecamatan (--scope)")
             pairs = [("", where)] * targets
         else:
             raise EnrollError("bad-request", f"role must be one of {TPS_ROLES + SCOPED_ROLES}")

@@ -56,7 +56,7 @@ from estafet.protocol.objects import (
 )
 from estafet.protocol.tally import resolve_slot, supersede_problem
 
-from . import views
+from . import trail, views
 from .authority import Authority
 from .db import CentralDB, Row
 from .enroll import Enrollment, EnrollResult
@@ -65,8 +65,8 @@ from .metrics import Stats
 
 DB_FILE = "central.db"
 MAX_REASON = 500
-PHOTOS_COMPLETE = "photos-complete"
-"""Marks a result's receipt once all three photos reached the central server."""
+PHOTO_KINDS = ("result", "admission", "objection", "correction")
+"""Kinds whose receipts say ``photos_complete`` once every photo they name is here."""
 SLOT_REASONS = {"accepted": "", "conflict": "equivocation", "superseded": "later-revision"}
 _OUTER = codec.Limits(
     max_bytes=MAX_MANIFEST_BYTES, max_bin=MAX_MANIFEST_BYTES, max_array=MAX_CHAIN, max_map=3
@@ -216,6 +216,9 @@ class Central:
             self._on_endorsement(v, now)
         elif v.kind == "void":
             self._on_void(v, now)
+        elif v.kind in trail.TRAIL_KINDS:
+            if trail.handle(self.db, self._record, v, now) and v.kind == "admission":
+                self.trust.learn(v)  # the witness's later objects verify without the chain
         else:
             self._on_trust_object(v, now)
 
@@ -223,18 +226,16 @@ class Central:
         self, oid: bytes, kind: str, tps: str, election: str, status: str, reason: str, now: int
     ) -> None:
         """Append a log entry for ``oid`` with a signed receipt, and set its status. A result
-        whose photos are all here keeps the ``photos-complete`` mark in every later receipt."""
-        if kind == "result" and status != "rejected":
-            base = reason.replace(PHOTOS_COMPLETE, "").strip("; ")
+        whose photos are all here carries ``photos_complete`` in every later receipt."""
+        done = False
+        if kind in PHOTO_KINDS and status != "rejected":
             photos = self.db.photos_of(oid)
             done = bool(photos) and all(p["present"] for p in photos)
-            reason = f"{base}; {PHOTOS_COMPLETE}" if base and done else (
-                PHOTOS_COMPLETE if done else base)  # fmt: skip
         reason = reason[:MAX_REASON]
         index, head = self.db.log_head()
         prev = head or LOG_GENESIS
-        digest = log_entry_hash(prev, index, oid, status, reason, now)
-        body = ReceiptBody(oid, kind, tps, election, status, reason, index, prev, digest)
+        digest = log_entry_hash(prev, index, oid, status, reason, now, done)
+        body = ReceiptBody(oid, kind, tps, election, status, reason, index, prev, digest, done)
         receipt = seal(
             "receipt", body, self.authority.issuer_key, now, (self.authority.issuer_cert.encode(),)
         )
@@ -246,9 +247,10 @@ class Central:
             "server_time": now,
             "prev": prev,
             "hash": digest,
+            "photos": int(done),
         }
         self.db.append_log(entry, receipt.id, receipt.encode())
-        self.db.set_status(oid, status, reason)
+        self.db.set_status(oid, status, reason, done)
 
     # --- per kind -----------------------------------------------------------------------------
     def _revoked(self, v: Verified, now: int) -> bool:
@@ -447,7 +449,7 @@ class Central:
 
     def note_blob(self, sha256: bytes, now: int) -> list[bytes]:
         """A photo blob arrived (the caller checked its hash). Every result whose three photos
-        are now all here gets a new receipt (same status, reason marked ``photos-complete``), so
+        are now all here gets a new receipt (same status and reason, ``photos_complete`` set), so
         the devices that carry it learn they may stop carrying the photos. Returns those
         receipts."""
         if len(sha256) != 32:
@@ -456,11 +458,11 @@ class Central:
         with self.db.write():
             self.db.add_blob(sha256)
             for r in self.db.results_naming(sha256):
-                if r["status"] == "rejected" or PHOTOS_COMPLETE in (r["reason"] or ""):
+                if r["status"] == "rejected" or r["photos"]:
                     continue
                 if not all(p["present"] for p in self.db.photos_of(r["id"])):
                     continue
-                self._record(r["id"], "result", r["tps"], r["election"], r["status"],
+                self._record(r["id"], r["kind"], r["tps"], r["election"], r["status"],
                              r["reason"] or "", now)  # fmt: skip
                 receipt = self.db.latest_receipt(r["id"])
                 if receipt is not None:
@@ -479,8 +481,9 @@ class Central:
                 if row["prev"] != prev:
                     raise LogError(index, "does not commit to the previous entry")
                 digest = log_entry_hash(
-                    prev, index, row["object"], row["status"], row["reason"], row["server_time"]
-                )
+                    prev, index, row["object"], row["status"], row["reason"], row["server_time"],
+                    bool(row["photos"]),
+                )  # fmt: skip
                 if digest != row["hash"]:
                     raise LogError(index, "hash does not match the entry")
                 _check_receipt(index, row, issuer_public)
@@ -525,7 +528,9 @@ def _check_receipt(index: int, row: Row, issuer_public: bytes) -> None:
         issuer_public, signing_message("receipt", env.content), env.signature
     ):
         raise LogError(index, "receipt is not signed by the issuer")
-    fields = (body.log_index, body.log_prev, body.log_hash, body.object, body.status, body.reason)
-    want = (index, row["prev"], row["hash"], row["object"], row["status"], row["reason"])
+    fields = (body.log_index, body.log_prev, body.log_hash, body.object, body.status, body.reason,
+              body.photos_complete)  # fmt: skip
+    want = (index, row["prev"], row["hash"], row["object"], row["status"], row["reason"],
+            bool(row["photos"]))  # fmt: skip
     if fields != want or env.created != row["server_time"]:
         raise LogError(index, "receipt does not match the entry")

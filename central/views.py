@@ -13,6 +13,7 @@ from estafet.protocol.objects import LOG_GENESIS
 from estafet.protocol.tally import ResultRow, progress
 from estafet.relay.store import receipt_summary
 
+from . import trail
 from .db import CentralDB, Row
 from .errors import UnknownTpsError
 
@@ -36,8 +37,10 @@ def status(db: CentralDB, trust: TrustStore) -> dict[str, Any]:
     manifest = trust.manifest
     assert manifest is not None
     rows = [_row(r) for r in db.live_results() if r["status"] in ("accepted", "conflict")]
+    rows = trail.corrected_rows(rows, trail.standing_corrections(db))  # issue 13: PPK numbers
     present = db.present_photo_blobs()
     view = progress(manifest, rows, present.__contains__)
+    counted = [r for r in rows if r.status == "accepted"]
     revoked = [
         {
             "id": r["id"].hex(),
@@ -60,6 +63,8 @@ def status(db: CentralDB, trust: TrustStore) -> dict[str, Any]:
         "log": {"length": length, "head": (head or LOG_GENESIS).hex()},
         "objects": objects,
         "endorsements": {k.hex(): n for k, n in db.endorsement_counts().items()},
+        "tps_trail": trail.per_tps(db),
+        "dhasil": trail.dhasil_status(db, manifest, counted),
     }
 
 
@@ -137,6 +142,7 @@ def tps_detail(db: CentralDB, trust: TrustStore, tps: str) -> dict[str, Any]:
         "desa": {"code": desa_of(tps), "name": manifest.region_name(desa_of(tps))},
         "kecamatan": {"code": kecamatan_of(tps), "name": manifest.region_name(kecamatan_of(tps))},
         "elections": elections,
+        **trail.tps_trail(db, tps),
         "rejected": [
             {
                 "id": o["id"].hex(),

@@ -93,7 +93,8 @@ def _open(h: Path, passphrase_file: Path | None) -> Central:
     "--role",
     required=True,
     type=click.Choice([*TPS_ROLES, *SCOPED_ROLES]),
-    help="The role the codes enroll (kpps-* and witness per TPS; relay, gateway per device).",
+    help="The role the codes enroll (kpps-* and witness per TPS; relay, gateway, ppk per "
+    "device; ppk with --scope KECAMATAN).",
 )
 @click.option("--tps", "tps", multiple=True, help="A TPS code (repeatable) for TPS roles.")
 @click.option("--all-tps", is_flag=True, help="One code for every TPS in the manifest.")

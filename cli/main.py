@@ -18,6 +18,8 @@ COMMANDS = {
     "result": ("estafet.cli.node", "result"),
     "bundle": ("estafet.cli.node", "bundle"),
     "verify": ("estafet.cli.node", "verify"),
+    "witness": ("estafet.cli.trail", "witness"),
+    "ppk": ("estafet.cli.trail", "ppk"),
     "demo": ("estafet.cli.demo", "demo"),
     "app": ("estafet.cli.app", "app"),
 }
@@ -27,6 +29,8 @@ SHORT_HELP = {
     "result": "Sign and endorse TPS results (KPPS officers, witnesses).",
     "bundle": "Carry objects on a USB stick or SD card where no network reaches.",
     "verify": "Check an exported object (or a bundle folder) offline.",
+    "witness": "Witnesses and the PTPS at the TPS: show a key, admit it, object to a result.",
+    "ppk": "The PPK plenary on a kecamatan gateway: corrections and the D.Hasil, offline.",
     "app": "Open the officer's phone app (served by `estafet node run`) in the browser.",
     "demo": "Central, gateway, relay and KPPS phones on loopback: results hop, receipts return.",
 }

@@ -23,6 +23,8 @@ REASONS = {
     "(the receiver's manifest may be older than the signer's)",
     "revoked": "the signer's key or certificate was revoked",
     "invalid-content": "the content breaks an election rule (the detail names the rule)",
+    "out-of-window": "an admission signed outside the day it covers",
+    "seat-taken": "a second admission for a witness seat (pair, seat, TPS) already held",
 }
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from estafet.protocol.errors import ProtocolError
+from estafet.protocol.errors import ProtocolError, Violation
 from estafet.protocol.form import check_form
 from estafet.protocol.manifest import Manifest
 from estafet.protocol.objects import (
@@ -55,6 +55,7 @@ from estafet.protocol.objects import (
     signing_message,
 )
 from estafet.protocol.photos import check_photos
+from estafet.protocol.trail import AdmissionBody, CorrectionBody, DHasilBody, ObjectionBody
 
 from .errors import VerifyError
 from .keys import key_id, load_public, verify_with
@@ -63,8 +64,12 @@ CLOCK_SKEW = 24 * 3600
 ARRIVAL_GRACE = 30 * 24 * 3600
 MANIFEST_RULES = frozenset({"tps-unknown", "election-unknown"})
 """Hard rules that may break only because the receiver's manifest is older than the signer's."""
-DEVICE_ROLES = ("kpps-chair", "kpps-member", "witness", "relay", "gateway")
+DEVICE_ROLES = ("kpps-chair", "kpps-member", "witness", "relay", "gateway", "ppk")
 ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
+    "admission": ("kpps-chair",),
+    "objection": ("kpps-member", "witness", "ptps"),
+    "correction": ("ppk",),
+    "dhasil": ("ppk",),
     "result": ("kpps-chair",),
     "endorsement": ("kpps-chair", "kpps-member", "witness"),
     "receipt": ("issuer",),
@@ -73,9 +78,27 @@ ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
     "revocation": ("root",),
     "void": ("root", "issuer"),
 }
-MAX_CHAIN_DEPTH = 2
+MAX_CHAIN_DEPTH = 3
+"""object <- admission <- chair certificate <- issuer certificate (<- the pinned root)."""
 Link = tuple[bytes, bytes]
 """One entry of an object's attached chain: (its exact bytes, SHA-256 of them)."""
+ADMITTED_SERIAL = -1
+"""Serial of the certificate a verifier derives from an admission: no revocation entry names a
+negative serial, so an admitted key is revoked by its key id or through its chair."""
+
+
+def admitted_certificate(body: AdmissionBody) -> CertificateBody:
+    """The certificate an admission amounts to: its role, its one TPS, its elections, its day."""
+    return CertificateBody(
+        serial=ADMITTED_SERIAL,
+        subject=body.subject,
+        role=body.role,
+        scope=(body.tps,),
+        elections=body.elections,
+        not_before=body.not_before,
+        not_after=body.not_after,
+        label=body.label,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +143,7 @@ class TrustStore:
     revocation: RevocationBody | None = None
     revocation_envelope: Envelope | None = None
     _certs: dict[bytes, tuple[Envelope, CertificateBody]] = field(default_factory=dict)
+    _seats: dict[tuple[str, str, int, int], bytes] = field(default_factory=dict)
     _links_ok: dict[bytes, tuple[bytes, Envelope, CertificateBody]] = field(
         default_factory=dict, repr=False
     )
@@ -146,6 +170,12 @@ class TrustStore:
             if key_id(body.subject) in self._certs:
                 return False
             self._certs[key_id(body.subject)] = (env, body)
+            return True
+        if isinstance(body, AdmissionBody):
+            if key_id(body.subject) in self._certs:
+                return False
+            self._certs[key_id(body.subject)] = (env, admitted_certificate(body))
+            self._seats.setdefault(body.seat_key, env.id)
             return True
         if isinstance(body, ManifestBody):
             if self.manifest is None or body.manifest.version > self.manifest.version:
@@ -226,13 +256,16 @@ class TrustStore:
                 except ProtocolError:
                     continue
                 cb = cert_env.body
-                if not isinstance(cb, CertificateBody) or key_id(cb.subject) != kid:
+                if not isinstance(cb, CertificateBody | AdmissionBody) or key_id(cb.subject) != kid:
                     continue
                 cert_signer = self._signer(cert_env, now, links, allow_revoked, depth + 1)
                 checked = self._check(cert_env, cert_signer, now, allow_revoked, True)
+                cert = admitted_certificate(cb) if isinstance(cb, AdmissionBody) else cb
+                if isinstance(cb, AdmissionBody):
+                    self._seats.setdefault(cb.seat_key, cert_env.id)
                 if checked.revoked is None:
-                    self._links_ok[digest] = (kid, cert_env, cb)
-                return cert_env, cb
+                    self._links_ok[digest] = (kid, cert_env, cert)
+                return cert_env, cert
             if hit[0] != kid:
                 continue
             issuer = hit[1].signer
@@ -299,7 +332,11 @@ class TrustStore:
         body = env.body
         if isinstance(body, CertificateBody):
             self._check_certificate(body, signer)
-        elif isinstance(body, ResultBody | EndorsementBody):
+        elif isinstance(body, AdmissionBody):
+            self._check_admission(env, body, signer)
+        elif isinstance(body, DHasilBody):
+            self._check_dhasil(body, signer)
+        elif isinstance(body, ResultBody | EndorsementBody | ObjectionBody | CorrectionBody):
             cert = signer.cert
             assert cert is not None
             tps = body.form.tps if isinstance(body, ResultBody) else body.tps
@@ -312,6 +349,10 @@ class TrustStore:
                 )
             if isinstance(body, ResultBody) and check_content:
                 return self._check_result(body)
+            if isinstance(body, ObjectionBody) and body.photos:
+                self._refuse_photos(check_photos(list(body.photos), exact=False))
+            if isinstance(body, CorrectionBody) and check_content:
+                self._check_correction(body)
         elif isinstance(body, VoidBody) and signer.cert is not None:
             if not signer.cert.covers(body.tps):
                 raise VerifyError("out-of-scope", f"issuer may not void a result of {body.tps}")
@@ -349,3 +390,61 @@ class TrustStore:
             )
             raise VerifyError(reason, "; ".join(str(v) for v in bad))
         return warnings
+
+    # --- the paper trail (issue 13) -------------------------------------------------------
+    def _check_admission(self, env: Envelope, body: AdmissionBody, signer: Signer) -> None:
+        """A chair admits only at its own TPS, for its elections, on the day it signs, at most
+        ``MAX_SEATS`` witnesses per pair (the seat number), one admission per seat."""
+        chair = signer.cert
+        assert chair is not None
+        if body.tps not in chair.scope:
+            raise VerifyError("out-of-scope", f"a chair admits only at its own TPS, not {body.tps}")
+        if not set(body.elections) <= set(chair.elections):
+            raise VerifyError("out-of-scope", "admission for elections outside the chair's")
+        if not body.not_before - self.skew <= env.created <= body.not_after:
+            raise VerifyError("out-of-window", "an admission is signed within the day it covers")
+        if body.role == "witness" and self.manifest is not None:
+            election = self.manifest.election(body.elections[0])
+            if election is not None and body.pair not in election.ballot_numbers:
+                raise VerifyError("invalid-content", f"no candidate pair {body.pair}")
+        if body.mandate:
+            self._refuse_photos(check_photos(list(body.mandate), exact=False))
+        held = self._seats.get(body.seat_key)
+        if held is not None and held != env.id:
+            raise VerifyError(
+                "seat-taken",
+                f"pair {body.pair} seat {body.seat} at TPS {body.tps} is held by admission "
+                f"{held.hex()[:16]}",
+            )
+
+    def _check_correction(self, body: CorrectionBody) -> None:
+        if self.manifest is None:
+            return
+        hard, _warn = check_form(body.form, self.manifest)
+        bad = [v for v in hard if v.rule != "revision-supersedes"]
+        if body.photos:
+            bad.extend(check_photos(list(body.photos), exact=False))
+        self._refuse_photos(bad)
+
+    def _check_dhasil(self, body: DHasilBody, signer: Signer) -> None:
+        cert = signer.cert
+        assert cert is not None
+        if not cert.covers(body.kecamatan) or body.election not in cert.elections:
+            raise VerifyError(
+                "out-of-scope",
+                f"key serial {cert.serial} may not sign the D.Hasil of {body.kecamatan}",
+            )
+        if body.valid != sum(body.votes.values()):
+            raise VerifyError("invalid-content", "D.Hasil valid is not the sum of its votes")
+        if self.manifest is not None:
+            election = self.manifest.election(body.election)
+            want = {str(n) for n in election.ballot_numbers} if election else set()
+            if election is not None and set(body.votes) != want:
+                raise VerifyError("invalid-content", "D.Hasil votes are not the election's pairs")
+
+    @staticmethod
+    def _refuse_photos(bad: list[Violation]) -> None:
+        if bad:
+            rules = {v.rule for v in bad}
+            reason = "manifest-mismatch" if rules <= MANIFEST_RULES else "invalid-content"
+            raise VerifyError(reason, "; ".join(str(v) for v in bad))

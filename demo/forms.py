@@ -8,6 +8,8 @@ the demo. Both satisfy every hard rule of :func:`estafet.protocol.form.check_for
 
 from __future__ import annotations
 
+import struct
+import zlib
 from typing import Any
 
 
@@ -60,4 +62,32 @@ def plausible_form(election: str, tps: str, ballots: list[int], i: int) -> dict[
         votes=votes,
         valid=valid,
         invalid=invalid,
+    )
+
+
+def make_png(seed: str, width: int = 480, height: int = 360) -> bytes:
+    """A real (viewable) PNG: a grey gradient with a seed-dependent stripe, ~0.17 MB raw."""
+    shade = zlib.crc32(seed.encode()) % 200
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)
+        stripe = (y // 20) % 2 == 0
+        rows.extend(
+            bytes(((x + shade) % 256 if stripe else (y + shade) % 256) for x in range(width))
+        )
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(rows), 1))
+        + chunk(b"IEND", b"")
     )

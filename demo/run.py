@@ -16,20 +16,19 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .forms import plausible_form
+from .forms import make_png, plausible_form
+from .trail import hampang, paper_trail
 
 PASSPHRASE = "demo-passphrase-not-secret"  # noqa: S105 - a demo on loopback, by design
 PACE = {"fast": 0.5, "normal": 1.0, "slow": 3.0}
@@ -43,34 +42,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def make_png(seed: str, width: int = 480, height: int = 360) -> bytes:
-    """A real (viewable) PNG: a grey gradient with a seed-dependent stripe, ~0.17 MB raw."""
-    shade = zlib.crc32(seed.encode()) % 200
-    rows = bytearray()
-    for y in range(height):
-        rows.append(0)
-        stripe = (y // 20) % 2 == 0
-        rows.extend(
-            bytes(((x + shade) % 256 if stripe else (y + shade) % 256) for x in range(width))
-        )
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + tag
-            + data
-            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(bytes(rows), 1))
-        + chunk(b"IEND", b"")
-    )
 
 
 def pick_tps(n: int) -> list[str]:
@@ -112,6 +83,9 @@ class Demo:
         self.relay = Proc("relay", work / "relay", free_port())
         self.tps = pick_tps(n_tps)
         self.phones = [Proc(f"phone-{t[-6:]}", work / f"phone-{t}", free_port()) for t in self.tps]
+        self.witness = Proc("saksi", work / "saksi", free_port())
+        self.ppk = Proc("ppk", work / "ppk", free_port())
+        self.result_ids: dict[tuple[str, str], str] = {}
         self.app_port = free_port()
 
     @property
@@ -278,7 +252,10 @@ class Demo:
                     f = ph.home / f"{election}-sheet{sheet}.png"
                     f.write_bytes(make_png(f"{tps}-{election}-{sheet}"))
                     photos += ["--photo", str(f)]
-                self.cli("result", "submit", "--home", str(ph.home), "--form", str(form), *photos)
+                out = self.cli(
+                    "result", "submit", "--home", str(ph.home), "--form", str(form), *photos
+                )
+                self.result_ids[(tps, election)] = out.strip().splitlines()[-1]
             self.say(f"KPPS {tps}: signed 2 results with 6 photos (no signal here)")
 
     def delivered(self, p: Proc) -> tuple[int, int]:
@@ -296,6 +273,7 @@ class Demo:
     def run(self) -> dict[str, Any]:
         self.setup()
         self.submit()
+        paper_trail(self)
         self.start(self.gateway, "node", "run", "--home", str(self.gateway.home))
         self.start(self.relay, "node", "run", "--home", str(self.relay.home), "--central", "")
         for ph in self.phones:
@@ -334,7 +312,13 @@ class Demo:
             120,
         )
         for ph in self.phones:
-            self.say(f"KPPS phone {ph.name}: delivered {self.delivered(ph)[0]}/2 ✓")
+            done, held = self.delivered(ph)
+            self.say(f"KPPS phone {ph.name}: delivered {done}/{held} objects ✓")
+        self.wait_for("the D.Hasil of Hampang checked", lambda: hampang(self)["state"] != "none"
+                      and hampang(self)["state"] != "incomplete", 60)  # fmt: skip
+        h = hampang(self)
+        self.say(f"central: D.Hasil of Hampang (bupati) {h['state']}: signed {h['dhasil']['votes']}"
+                 f", centre's sum {h['centre']['votes']}")  # fmt: skip
         return dict(self.get_json(self.central, "/api/status"))
 
     def relay_results(self) -> int:

@@ -125,10 +125,38 @@ def run(browser: object, chair: str, witness: str, relay: str, shots: list[Path]
             wpage.goto(witness + "#/result/" + rid)
             wpage.wait_for_selector("#agree, #agreed")
             shoot(wpage, "08-witness-result", lang, width)
+            wpage.fill("#objection", "Satu suara paslon 2 dihitung untuk paslon 1 (lembar 2).")
+            wpage.set_input_files("#objection-photo", str(shots[0]))
+            shoot(wpage, "10-witness-objection", lang, width)
+            if (lang, width) == ("en", "desktop"):  # object once, after every shot of the form
+                wpage.click("#object")
+                wpage.wait_for_selector("#objected")
             rpage = ctx.new_page()
             unlock(rpage, relay)
             rpage.wait_for_selector("#keeper")
             shoot(rpage, "09-relay-keeper", lang, width)
+            ctx.close()
+    trail(browser, chair, rid)
+
+
+def trail(browser: object, chair: str, rid: str) -> None:
+    """The chair sees who objected (issue 13), and admits a witness by key code."""
+    for lang in ("id", "en"):
+        for width, vp in WIDTHS.items():
+            ctx = browser.new_context(viewport=vp, device_scale_factor=1)  # type: ignore[attr-defined]
+            ctx.add_init_script(f"localStorage.setItem('estafet-lang', '{lang}')")
+            page = ctx.new_page()
+            unlock(page, chair)
+            page.goto(chair + "#/result/" + rid)
+            page.wait_for_selector(".objected", timeout=60_000)
+            shoot(page, "11-chair-objected", lang, width)
+            page.goto(chair + "#/")
+            page.wait_for_selector("#admit-box")
+            page.click("#admit-box summary")
+            page.fill("#admit-code", "3XFN-BWMS-PTY2-TNJH-KVRP-LMND-C634-EA3A-EP3D-WKLE-OPYB-QKJL")
+            page.fill("#admit-pair", "2")
+            page.fill("#admit-name", "Siti Rahmah")
+            shoot(page, "12-chair-admit", lang, width)
             ctx.close()
 
 

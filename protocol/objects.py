@@ -9,7 +9,7 @@ Every object that travels is an *envelope*: a canonical msgpack map
   (content version, 1), ``signer`` (16-byte key id) and ``created`` (unix seconds, the
   signer's clock, untrusted), plus the fields of its kind.
 * The object id is ``SHA-256(c)``: the exact content bytes, nothing else.
-* ``s`` is an Ed25519 signature over ``b"estafet/" + kind + b"/v1\\x00" + c`` (domain separated
+* ``s`` is an Ed25519 signature over ``b"estafet/" + kind + b"/v2\\x00" + c`` (domain separated
   by kind and version, so a signature for one kind can never be replayed as another).
 * ``x`` (optional) carries the signer's certificate chain so a result can be checked on its own,
   e.g. from a USB stick. It is routing metadata: not signed, not part of the id, and each
@@ -28,24 +28,31 @@ from typing import Any
 
 from . import codec
 from .errors import DecodeError, FormError, ProtocolError, SchemaError
+from .fields import bin_field, check_keys, int_field, str_field
 from .form import FORM_FIELDS, ResultForm, parse_form
 from .manifest import ELECTION_KINDS, Manifest, is_region_code, is_tps_code
 from .photos import PhotoRef
+from .trail import TRAIL_BODIES, AdmissionBody, CorrectionBody, DHasilBody, ObjectionBody
 
-VERSION = 1
+VERSION = 2
+"""Content version; also in the signing prefix. 2: the trail kinds and the receipt's typed
+``photos_complete`` (issue 13)."""
 KEY_ID_BYTES = 16
 ID_BYTES = 32
-KINDS = ("revocation", "certificate", "manifest", "void", "receipt", "result", "endorsement")
+KINDS = (
+    "revocation", "certificate", "manifest", "void", "receipt", "admission", "result",
+    "endorsement", "objection", "correction", "dhasil",
+)  # fmt: skip
 FETCH_PRIORITY = {k: i for i, k in enumerate(KINDS)}
-"""Fetch order between peers: revocations and trust first, receipts, then results, then
-endorsements (photos come last, after their result is verified)."""
+"""Fetch order between peers: revocations and trust first, receipts, admissions (they vouch for
+witnesses), then results, endorsements, objections, corrections and D.Hasil (photos come last,
+after the object naming them is verified)."""
 
-ROLES = ("issuer", "kpps-chair", "kpps-member", "witness", "relay", "gateway")
+ROLES = ("issuer", "kpps-chair", "kpps-member", "witness", "relay", "gateway", "ppk")
 RECEIPT_STATUSES = ("accepted", "rejected", "conflict", "superseded", "voided", "held")
 MAX_OBJECT_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
 MAX_CHAIN = 3
-_COMMON = ("kind", "v", "signer", "created")
 
 
 def object_id(content: bytes) -> bytes:
@@ -53,41 +60,16 @@ def object_id(content: bytes) -> bytes:
 
 
 def signing_message(kind: str, content: bytes) -> bytes:
-    return b"estafet/" + kind.encode("ascii") + b"/v1\x00" + content
+    return b"estafet/" + kind.encode("ascii") + b"/v%d\x00" % VERSION + content
 
 
 # --- content of each kind ---------------------------------------------------------------
 
 
-def _int(m: dict[str, Any], key: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
-    v = m.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise SchemaError(f"{key} must be an integer in {lo}..{hi}")
-    return v
-
-
-def _str(m: dict[str, Any], key: str, max_len: int = 200, allow_empty: bool = False) -> str:
-    v = m.get(key)
-    if not isinstance(v, str) or len(v) > max_len or (not v and not allow_empty):
-        raise SchemaError(f"{key} must be a string of at most {max_len} characters")
-    return v
-
-
-def _bin(m: dict[str, Any], key: str, size: int, optional: bool = False) -> bytes | None:
-    v = m.get(key)
-    if v is None and optional:
-        return None
-    if not isinstance(v, bytes) or len(v) != size:
-        raise SchemaError(f"{key} must be {size} bytes")
-    return v
-
-
-def _keys(m: dict[str, Any], kind: str, fields: tuple[str, ...]) -> None:
-    want = set(_COMMON) | set(fields)
-    if set(m) != want:
-        extra = sorted(set(m) - want)
-        missing = sorted(want - set(m))
-        raise SchemaError(f"{kind}: unknown keys {extra}, missing keys {missing}")
+_int = int_field
+_str = str_field
+_bin = bin_field
+_keys = check_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +192,8 @@ class ReceiptBody:
     log_index: int
     log_prev: bytes
     log_hash: bytes
+    photos_complete: bool = False
+    """The central server holds every photo the object names (a result's three sheets)."""
 
     FIELDS = (
         "object",
@@ -221,6 +205,7 @@ class ReceiptBody:
         "log_index",
         "log_prev",
         "log_hash",
+        "photos_complete",
     )
 
     def to_map(self) -> dict[str, Any]:
@@ -234,6 +219,7 @@ class ReceiptBody:
             "log_index": self.log_index,
             "log_prev": self.log_prev,
             "log_hash": self.log_hash,
+            "photos_complete": self.photos_complete,
         }
 
     @classmethod
@@ -241,6 +227,9 @@ class ReceiptBody:
         status = m.get("status")
         if status not in RECEIPT_STATUSES:
             raise SchemaError(f"receipt status must be one of {RECEIPT_STATUSES}")
+        photos = m.get("photos_complete")
+        if not isinstance(photos, bool):
+            raise SchemaError("receipt photos_complete must be true or false")
         tps = _str(m, "tps", 13, allow_empty=True)
         if tps and not is_tps_code(tps):
             raise SchemaError("receipt tps must be a TPS code or empty")
@@ -254,6 +243,7 @@ class ReceiptBody:
             log_index=_int(m, "log_index"),
             log_prev=_bin(m, "log_prev", 32) or b"",
             log_hash=_bin(m, "log_hash", 32) or b"",
+            photos_complete=photos,
         )
 
 
@@ -383,8 +373,13 @@ Body = (
     | RevocationBody
     | ManifestBody
     | VoidBody
+    | AdmissionBody
+    | ObjectionBody
+    | CorrectionBody
+    | DHasilBody
 )
 _BODY_TYPES: dict[str, Any] = {
+    **TRAIL_BODIES,
     "void": VoidBody,
     "certificate": CertificateBody,
     "result": ResultBody,
@@ -424,7 +419,9 @@ class Envelope:
         b = self.body
         if isinstance(b, ResultBody):
             return b.form.tps
-        if isinstance(b, EndorsementBody | ReceiptBody | VoidBody):
+        if isinstance(b, EndorsementBody | ReceiptBody | VoidBody | AdmissionBody):
+            return b.tps
+        if isinstance(b, ObjectionBody | CorrectionBody):
             return b.tps
         return ""
 
@@ -434,6 +431,8 @@ class Envelope:
         if isinstance(b, ResultBody):
             return b.form.election
         if isinstance(b, EndorsementBody | ReceiptBody | VoidBody):
+            return b.election
+        if isinstance(b, ObjectionBody | CorrectionBody | DHasilBody):
             return b.election
         return ""
 
@@ -516,12 +515,17 @@ LOG_GENESIS = bytes(32)
 
 
 def log_entry_hash(
-    prev: bytes, index: int, object_id_: bytes, status: str, reason: str, server_time: int
+    prev: bytes,
+    index: int,
+    object_id_: bytes,
+    status: str,
+    reason: str,
+    server_time: int,
+    photos_complete: bool = False,
 ) -> bytes:
     """Hash of one ingest-log entry; each entry commits to the previous head ``prev``."""
-    return hashlib.sha256(
-        b"estafet/log/v1\x00" + codec.encode([prev, index, object_id_, status, reason, server_time])
-    ).digest()
+    entry = [prev, index, object_id_, status, reason, server_time, photos_complete]
+    return hashlib.sha256(b"estafet/log/v2\x00" + codec.encode(entry)).digest()
 
 
 def receipt_log_ok(receipt: ReceiptBody, server_time: int) -> bool:
@@ -533,4 +537,5 @@ def receipt_log_ok(receipt: ReceiptBody, server_time: int) -> bool:
         receipt.status,
         receipt.reason,
         server_time,
+        receipt.photos_complete,
     )

@@ -54,13 +54,15 @@ class PhotoRef:
         return cls(sheet, digest, size, kind)
 
 
-def check_photos(photos: list[PhotoRef]) -> list[Violation]:
-    """Hard rules on the photo commitments of a result."""
+def check_photos(photos: list[PhotoRef], *, exact: bool = True) -> list[Violation]:
+    """Hard rules on the photo commitments of a result (``exact``: sheets 1, 2, 3), or, with
+    ``exact=False``, on the optional photos of an admission, objection or correction (their
+    count and numbering are schema rules; type and size are checked here)."""
     out: list[Violation] = []
-    if len(photos) != len(SHEETS):
+    if exact and len(photos) != len(SHEETS):
         out.append(Violation("photo-count", f"exactly 3 photos required, got {len(photos)}"))
     sheets = sorted(p.sheet for p in photos)
-    if len(photos) == len(SHEETS) and tuple(sheets) != SHEETS:
+    if exact and len(photos) == len(SHEETS) and tuple(sheets) != SHEETS:
         out.append(Violation("photo-sheets", f"sheets must be 1, 2, 3, got {sheets}"))
     for p in photos:
         if p.type not in ("jpeg", "png"):

@@ -25,6 +25,7 @@ from typing import Any
 from estafet.protocol.manifest import Election, Manifest
 from estafet.protocol.objects import ResultBody
 from estafet.protocol.photos import SHEETS
+from estafet.protocol.trail import CorrectionBody
 
 PhotosPresent = Callable[[bytes], bool]
 
@@ -213,6 +214,7 @@ def tally_from_results(
     region_prefix: str | None = None,
     photos_present: PhotosPresent | None = None,
     voided: Iterable[bytes] = (),
+    corrections: Mapping[bytes, CorrectionBody] | None = None,
 ) -> dict[str, Any]:
     """The status view from verified results alone (a gateway's own holdings), given as
     ``(id, body, signer key id)``; the caller leaves out results of revoked signers (revoked
@@ -221,7 +223,8 @@ def tally_from_results(
     Revisions that name a result of another TPS, or a revision not below their own, are left out
     as the central server refuses them; revisions whose superseded result is not held are held
     (left out), and voided results are left out. Without ``photos_present`` no TPS counts as
-    photos complete.
+    photos complete. ``corrections`` (standing PPK corrections by corrected result id) replace
+    their result's numbers in the count (docs/rules.md, "The PPK's recap").
     """
     rows: dict[bytes, ResultRow] = {}
     supersedes: dict[bytes, bytes] = {}
@@ -237,6 +240,10 @@ def tally_from_results(
             del rows[rid]  # held (superseded result not here) or refused
     for rid in voided:
         rows.pop(rid, None)
+    for rid, c in (corrections or {}).items():
+        if rid in rows:
+            f = c.form
+            rows[rid] = replace(rows[rid], votes=dict(f.votes), valid=f.valid, invalid=f.invalid)
     slots: dict[tuple[str, str], list[ResultRow]] = {}
     for r in rows.values():
         slots.setdefault((r.tps, r.election), []).append(r)

@@ -51,7 +51,7 @@ def _priority_of(env: Envelope | None) -> int:
 
 def load_trust(sdb: StoreDB, trust: TrustStore, now: int) -> None:
     """Teach ``trust`` the revocations, certificates and manifests held in the store."""
-    for kind in ("revocation", "certificate", "manifest"):
+    for kind in ("revocation", "certificate", "manifest", "admission"):
         for raw in sdb.raw_by_kind([kind]):
             try:
                 trust.learn(trust.verify(raw, now, allow_revoked=True))
@@ -125,7 +125,7 @@ def store_verified(
 ) -> Outcome:
     """Store an object that verified; learn it if it is a trust object."""
     stored = sdb.put(v, origin, peer or None, now)
-    if stored.new and v.kind in ("certificate", "manifest", "revocation"):
+    if stored.new and v.kind in ("certificate", "manifest", "revocation", "admission"):
         trust.learn(v)
     return Outcome(v.id, "stored" if stored.new else "duplicate", reason, sdb.receipt_raw(v.id))
 

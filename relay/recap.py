@@ -18,6 +18,7 @@ from estafet.crypto.trust import Verified
 from estafet.protocol.objects import ResultBody, VoidBody
 
 from .api import NODE, Served
+from .plenary import standing_corrections, trail_view
 from .store import StoreDB
 
 
@@ -49,7 +50,12 @@ def recap(node: Served, sdb: StoreDB) -> dict[str, Any]:
         for v in verified
         if v.revoked is None and isinstance(v.envelope.body, ResultBody)
     ]
-    view = tally_from_results(manifest, held, node.scope or None, have.__contains__, voided)
+    standing = standing_corrections(sdb, node.trust, node.now())  # issue 13: PPK corrections
+    corrections = {rid: body for rid, (_cid, body) in standing.items()}
+    view = tally_from_results(
+        manifest, held, node.scope or None, have.__contains__, voided, corrections
+    )
+    view["tps_trail"] = trail_view(sdb, node.trust, node.scope or "", node.now())
     view["name"] = f"{manifest.name} — recap at this node ({node.scope or 'all'})"
     view["revoked_results"] = [
         {"tps": v.envelope.tps, "election": v.envelope.election, "id": v.id.hex(),

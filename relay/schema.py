@@ -103,5 +103,12 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) STRICT;
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE receipts ADD COLUMN photos_complete INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE objects ADD COLUMN photos_complete INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]

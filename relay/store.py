@@ -41,6 +41,13 @@ from estafet.protocol.objects import (
     VoidBody,
     decode_envelope,
 )
+from estafet.protocol.trail import (
+    AdmissionBody,
+    CorrectionBody,
+    DHasilBody,
+    ObjectionBody,
+    object_photos,
+)
 
 from .blobs import BlobDir
 from .errors import StoreError, StoreFull
@@ -51,11 +58,8 @@ DEFAULT_QUOTA = 1024 * 1024 * 1024  # 1 GiB: a whole kecamatan of photos with ro
 DISK_RESERVE = 4 * 1024 * 1024
 """Disk space photos never take, whatever the quota: on a full disk the database (and its
 write-ahead log) must still take small objects (results, receipts) while photos wait."""
-DELIVERY_KINDS = ("result", "endorsement")
-PHOTOS_COMPLETE = "photos-complete"
-PHOTOS_NEEDED = (
-    "(o.state IS NOT 'rejected' AND coalesce(o.reason, '') NOT LIKE '%" + PHOTOS_COMPLETE + "%')"
-)
+DELIVERY_KINDS = ("result", "endorsement", "admission", "objection", "correction", "dhasil")
+PHOTOS_NEEDED = "(o.state IS NOT 'rejected' AND o.photos_complete = 0)"
 """SQL over ``objects o``: this result's photos must still travel towards the centre (no
 receipt from the central server says they all arrived there)."""
 STATE_FOR_STATUS = {
@@ -72,6 +76,10 @@ def object_region(v: Verified) -> str:
     """The region an object belongs to, for scoping sync sessions ('' = everywhere)."""
     body = v.envelope.body
     if isinstance(body, ResultBody | EndorsementBody | ReceiptBody | VoidBody):
+        return v.envelope.tps
+    if isinstance(body, DHasilBody):
+        return body.kecamatan
+    if v.envelope.tps:  # admissions, objections, corrections
         return v.envelope.tps
     if isinstance(body, CertificateBody) and body.role != "issuer" and body.scope:
         return body.scope[0]
@@ -108,6 +116,7 @@ def receipt_summary(raw: bytes | None) -> dict[str, Any] | None:
         "id": env.id.hex(),
         "status": body.status,
         "reason": body.reason,
+        "photos_complete": body.photos_complete,
         "log_index": body.log_index,
         "log_hash": body.log_hash.hex(),
         "server_time": env.created,
@@ -190,16 +199,24 @@ class StoreDB:
             if peer:
                 self._holder(env.id, peer)
             body = env.body
-            if isinstance(body, ResultBody):
-                for p in body.photos:
+            if isinstance(body, ResultBody | AdmissionBody | ObjectionBody | CorrectionBody):
+                photos = body.photos if isinstance(body, ResultBody) else object_photos(body)
+                for p in photos:
                     self.db.execute(
                         "INSERT OR IGNORE INTO photos VALUES (?,?,?,?)",
                         [env.id, p.sheet, p.sha256, p.size],
                     )
             if isinstance(body, ReceiptBody):
                 self.db.execute(
-                    "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?)",
-                    [body.object, env.id, body.log_index, body.status, body.reason],
+                    "INSERT OR IGNORE INTO receipts VALUES (?,?,?,?,?,?)",
+                    [
+                        body.object,
+                        env.id,
+                        body.log_index,
+                        body.status,
+                        body.reason,
+                        int(body.photos_complete),
+                    ],
                 )
                 self._apply_receipts(body.object)
             elif state is not None:
@@ -211,17 +228,18 @@ class StoreDB:
 
     def _apply_receipts(self, object_id: bytes) -> None:
         row = self.db.execute(
-            "SELECT receipt, log_index, status, reason FROM receipts WHERE object = ?"
-            " ORDER BY log_index DESC LIMIT 1",
+            "SELECT receipt, log_index, status, reason, photos_complete FROM receipts"
+            " WHERE object = ? ORDER BY log_index DESC LIMIT 1",
             [object_id],
         ).fetchone()
         if row is None:
             return
-        receipt, index, status, reason = row
+        receipt, index, status, reason, photos = row
         self.db.execute(
-            "UPDATE objects SET state = ?, reason = ?, receipt = ?, receipt_index = ?"
-            " WHERE id = ? AND state IS NOT NULL AND (receipt_index IS NULL OR receipt_index <= ?)",
-            [STATE_FOR_STATUS[status], reason, receipt, index, object_id, index],
+            "UPDATE objects SET state = ?, reason = ?, receipt = ?, receipt_index = ?,"
+            " photos_complete = ? WHERE id = ? AND state IS NOT NULL"
+            " AND (receipt_index IS NULL OR receipt_index <= ?)",
+            [STATE_FOR_STATUS[status], reason, receipt, index, photos, object_id, index],
         )
 
     def has(self, ids: Iterable[bytes]) -> set[bytes]:
@@ -262,8 +280,8 @@ class StoreDB:
 
     def objects(self, kind: str | None = None) -> list[dict[str, Any]]:
         sql = (
-            "SELECT id, kind, tps, election, created, origin, state, reason, receipt, revoked"
-            " FROM objects"
+            "SELECT id, kind, tps, election, created, origin, state, reason, receipt, revoked,"
+            " photos_complete FROM objects"
         )
         args: list[Any] = []
         if kind:

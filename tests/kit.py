@@ -26,6 +26,7 @@ from estafet.protocol.objects import (
     RevokedEntry,
 )
 from estafet.protocol.photos import PhotoRef
+from estafet.protocol.trail import AdmissionBody, CorrectionBody, ObjectionBody
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kotabaru"
 _PACKAGED = Path(__file__).resolve().parents[1] / "demo" / "data" / "kotabaru"
@@ -155,6 +156,60 @@ class World:
     def endorse(self, key: SigningKey, cert: Envelope, result: Envelope) -> Envelope:
         body = EndorsementBody(result.id, result.tps, result.election, "agree")
         return seal("endorsement", body, key, self.now + 60, chain=self.chain(cert))
+
+    def admit(
+        self,
+        chair: SigningKey,
+        chair_cert: Envelope,
+        subject: SigningKey,
+        *,
+        role: str = "witness",
+        tps: str = TPS_A,
+        elections: tuple[str, ...] = ("bupati",),
+        pair: int = 1,
+        seat: int = 1,
+        created: int | None = None,
+        span: int = 24 * 3600,
+        mandate: tuple[PhotoRef, ...] = (),
+    ) -> Envelope:
+        """The chair admits ``subject`` at the TPS for the day starting at ``self.now``."""
+        body = AdmissionBody(
+            subject.public, role, tps, elections, pair, seat, self.now, self.now + span,
+            f"{role} pair {pair} seat {seat}", mandate,
+        )  # fmt: skip
+        when = self.now + 3600 if created is None else created
+        return seal("admission", body, chair, when, chain=self.chain(chair_cert))
+
+    def admitted_chain(self, admission: Envelope, chair_cert: Envelope) -> tuple[bytes, ...]:
+        return (admission.encode(), chair_cert.encode(), self.issuer_cert.encode())
+
+    def object_to(
+        self,
+        key: SigningKey,
+        chain: tuple[bytes, ...],
+        result: Envelope,
+        reason: str = "saksi paslon 1: suara tidak sah dihitung sah",
+        photos: tuple[PhotoRef, ...] = (),
+        created: int | None = None,
+    ) -> Envelope:
+        body = ObjectionBody(result.id, result.tps, result.election, reason, photos)
+        return seal("objection", body, key, created or self.now + 120, chain=chain)
+
+    def correct(
+        self,
+        ppk: SigningKey,
+        ppk_cert: Envelope,
+        result: Envelope,
+        created: int | None = None,
+        reason: str = "hitung ulang di pleno PPK",
+        photos: tuple[PhotoRef, ...] = (),
+        **form_over: Any,
+    ) -> Envelope:
+        assert isinstance(result.body, ResultBody)
+        base = result.body.form.to_json()
+        base.update(revision=0, supersedes=None, **form_over)
+        body = CorrectionBody(result.id, parse_form(base), reason, photos)
+        return seal("correction", body, ppk, created or self.now + DAY, chain=self.chain(ppk_cert))
 
     def revocation(self, version: int, *entries: RevokedEntry) -> Envelope:
         return seal("revocation", RevocationBody(version, entries), self.root, self.now)

@@ -114,7 +114,8 @@ async function home() {
       box.append(h("a", {class: "big" + (started ? "" : " alt"), href: "#/form/" + el.kind + "/numbers", id: "enter-" + el.kind},
         t(started ? "home.continue" : "home.enter", {election: elName(el.kind)})));
     }
-  } else box.append(h("p", {class: "note"}, t("home.witness_help")));
+    box.append(admitBox());
+  } else box.append(h("p", {class: "note"}, t("home.witness_help")), await keyCodeBox());
   const data = await api("GET", "/api/results");
   S.res = data;
   box.append(h("h2", {}, t("home.results")));
@@ -130,7 +131,7 @@ function step(done, label, extra) {
 function statusCard(r, status, link) {
   const rc = r.receipt;
   const accepted = rc && ["accepted", "superseded"].includes(rc.status);
-  const photos = r.receipts.some((x) => (x.reason || "").includes("photos-complete"));
+  const photos = r.receipts.some((x) => x.photos_complete);
   const handed = r.handed_on > 0 || !!rc;
   const card = h("div", {class: "card status", "data-id": r.id},
     h("b", {}, t("card.title", {election: elName(r.election), tps: r.tps})),
@@ -151,6 +152,9 @@ function statusCard(r, status, link) {
   card.append(h("p", {class: "note endorsed"}, agreed.length
     ? t("card.endorsed") + ": " + agreed.map((e) => t("role." + e.role) + (e.label ? " " + e.label : "")).join(", ")
     : t("card.nobody")));
+  const objected = [...(r.objections || []), ...r.endorsements.filter((e) => e.statement === "object").map((e) => ({...e, reason: ""}))];
+  if (objected.length) card.append(h("div", {class: "note objected"}, h("b", {class: "bad"}, t("card.objected", {n: objected.length})),
+    objected.map((o) => h("div", {}, t("role." + o.role) + (o.label ? " " + o.label : "") + (o.reason ? " — " + o.reason : "")))));
   if (link) card.append(h("a", {class: "big alt", href: "#/result/" + r.id}, t("card.open")));
   return card;
 }
@@ -313,7 +317,7 @@ async function result(id) {
   box.append(h("div", {class: "card"}, h("b", {}, t("result.photos")), h("div", {class: "thumbs"}, r.photos.map((p) => p.held
     ? h("img", {alt: t("photo.sheet", {n: p.sheet}), "data-sha": p.sha256})
     : h("span", {class: "note"}, t("result.photo_missing", {n: p.sheet}))))));
-  if (!isChair() && !isKeeper()) box.append(agreeBox(r));
+  if (!isChair() && !isKeeper()) box.append(agreeBox(r), objectBox(r));
   if (isChair() && r.origin === "local") box.append(correctBox(r));
   setTimeout(async () => {
     for (const img of document.querySelectorAll("img[data-sha]")) {
@@ -332,6 +336,61 @@ function agreeBox(r) {
     try { await api("POST", "/api/endorse/" + r.id); route(); } catch (e) { toast(explain(e)); btn.disabled = false; }
   }}, t("agree.button"));
   return h("div", {class: "card"}, h("p", {class: "note"}, t("agree.help")), btn);
+}
+/* ---------- the paper trail: objections, admissions (issue 13) ---------- */
+function readPhoto(input) {
+  const f = input.files && input.files[0];
+  if (!f) return Promise.resolve(null);
+  return new Promise((ok, bad) => {
+    const rd = new FileReader();
+    rd.onload = () => ok(String(rd.result).split(",")[1]); rd.onerror = () => bad(rd.error);
+    rd.readAsDataURL(f);
+  });
+}
+function objectBox(r) {
+  const mine = (r.objections || []).some((o) => o.key === S.state.identity.key);
+  if (mine) return h("p", {class: "card", id: "objected"}, "✓ " + t("object.done"));
+  const reason = h("textarea", {id: "objection", rows: "3", maxlength: "1000", "aria-label": t("object.reason"), placeholder: t("object.reason")});
+  const photo = h("input", {type: "file", id: "objection-photo", accept: "image/*", capture: "environment", "aria-label": t("object.photo")});
+  const btn = h("button", {class: "big alt", id: "object", type: "button", onclick: async () => {
+    if (!reason.value.trim()) return toast(t("object.reason_needed"));
+    btn.disabled = true;
+    try { await api("POST", "/api/object/" + r.id, {reason: reason.value, photo: await readPhoto(photo)}); route(); }
+    catch (e) { toast(explain(e)); btn.disabled = false; }
+  }}, t("object.button"));
+  return h("div", {class: "card"}, h("b", {}, t("object.title")), h("p", {class: "note"}, t("object.help")), reason,
+    h("label", {for: "objection-photo"}, t("object.photo")), photo, btn);
+}
+async function keyCodeBox() {
+  const c = await api("GET", "/api/keycode");
+  return h("div", {class: "card"}, h("b", {}, t("keycode.title")), h("p", {class: "note"}, t("keycode.help")),
+    h("p", {class: "keycode", id: "keycode"}, c.code));
+}
+function admitBox() {
+  const code = h("input", {type: "text", id: "admit-code", autocomplete: "off", autocapitalize: "characters", "aria-label": t("admit.code")});
+  const role = h("select", {id: "admit-role", "aria-label": t("admit.role")},
+    h("option", {value: "witness"}, t("role.witness")), h("option", {value: "ptps"}, t("role.ptps")));
+  const el = h("select", {id: "admit-election", "aria-label": t("admit.election")}, S.state.elections.map((e) => h("option", {value: e.kind}, elName(e.kind))));
+  const pair = h("input", {type: "number", id: "admit-pair", min: "1", max: "99", inputmode: "numeric", "aria-label": t("admit.pair")});
+  const seat = h("select", {id: "admit-seat", "aria-label": t("admit.seat")}, h("option", {value: "1"}, "1"), h("option", {value: "2"}, "2"));
+  const name = h("input", {type: "text", id: "admit-name", "aria-label": t("admit.name")});
+  const letter = h("input", {type: "file", id: "admit-mandate", accept: "image/*", capture: "environment", "aria-label": t("admit.mandate")});
+  const msg = h("p", {id: "admitmsg", class: "note"});
+  const btn = h("button", {class: "big alt", id: "admit", type: "button", onclick: async () => {
+    btn.disabled = true;
+    const ptps = role.value === "ptps";
+    try {
+      await api("POST", "/api/admit", {code: code.value, role: role.value, election: el.value, pair: ptps ? 0 : Number(pair.value),
+        seat: ptps ? 1 : Number(seat.value), name: name.value, mandate: await readPhoto(letter)});
+      msg.className = "note"; msg.textContent = t("admit.done", {name: name.value || role.value}); code.value = ""; name.value = "";
+    } catch (e) { msg.className = "bad"; msg.textContent = explain(e); }
+    btn.disabled = false;
+  }}, t("admit.button"));
+  return h("details", {class: "card", id: "admit-box"}, h("summary", {}, h("b", {}, t("admit.title"))), h("p", {class: "note"}, t("admit.help")),
+    h("label", {for: "admit-code"}, t("admit.code")), code, h("label", {for: "admit-role"}, t("admit.role")), role,
+    h("label", {for: "admit-election"}, t("admit.election")), el, h("label", {for: "admit-pair"}, t("admit.pair")), pair,
+    h("label", {for: "admit-seat"}, t("admit.seat")), seat, h("label", {for: "admit-name"}, t("admit.name")), name,
+    h("label", {for: "admit-mandate"}, t("admit.mandate")), letter, msg, btn);
 }
 function correctBox(r) {
   const reason = h("textarea", {id: "reason", rows: "2", "aria-label": t("result.reason"), placeholder: t("result.reason")});

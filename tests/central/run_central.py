@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from tests.kit import World
 
 KILL_WHEN = {
     "conflict": "SELECT 1 FROM log WHERE status = 'conflict'",
-    "photos": "SELECT 1 FROM log WHERE reason LIKE '%photos-complete%'",
+    "photos": "SELECT 1 FROM log WHERE photos = 1",
 }
 
 
@@ -40,7 +41,11 @@ def arm(query: str) -> None:
             yield
         if "log" not in self.db.table_names():
             return  # a migration creating the tables
-        if self.db.execute(query).fetchone():
+        try:
+            hit = self.db.execute(query).fetchone()
+        except sqlite3.OperationalError:
+            return  # a migration adding the queried column has not run yet
+        if hit:
             os.kill(os.getpid(), signal.SIGKILL)
 
     CentralDB.write = killing_write  # type: ignore[method-assign]

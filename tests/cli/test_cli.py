@@ -603,7 +603,7 @@ def test_photos_reach_the_central_server(
 
         def photos_receipt() -> bool:
             rc = {o["id"]: o for o in status(home)["objects"]}[rid]["receipt"]
-            return rc is not None and rc["reason"] == "photos-complete"
+            return rc is not None and rc["photos_complete"] is True
 
         # the centre's second receipt tells the phone its photos arrived too
         wait_until("the photos-complete receipt on the phone", photos_receipt, 10, [proc])

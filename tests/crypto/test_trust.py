@@ -255,6 +255,18 @@ CASES: dict[str, Case] = {
         "invalid-content",
     ),
     "receipt with a wrong log hash": Case(lambda: receipt(log_hash=bytes(32)), "invalid-content"),
+    "admission signed after its day": Case(
+        lambda: W.admit(CHAIR, CHAIR_CERT, seeded_key("late witness"), created=NOW + DAY + 1),
+        "out-of-window",
+        now=NOW + 2 * DAY,
+    ),
+    "third admission for a taken seat": Case(
+        lambda: W.admit(CHAIR, CHAIR_CERT, seeded_key("second on seat 1"), seat=1),
+        "seat-taken",
+        setup=lambda ts: ts.learn(
+            ts.verify(W.admit(CHAIR, CHAIR_CERT, seeded_key("first on seat 1"), seat=1), NOW + DAY)
+        ),
+    ),
 }
 
 

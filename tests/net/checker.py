@@ -46,7 +46,6 @@ from estafet.protocol.objects import FETCH_PRIORITY, Envelope, ReceiptBody, deco
 from .village import Device, Result, Village
 
 TRUST_KINDS = ("revocation", "certificate", "manifest")
-PHOTOS_COMPLETE = "photos-complete"  # the reason of the receipt saying a result's photos arrived
 
 
 @dataclass
@@ -168,7 +167,7 @@ class Checker:
             }
             log: dict[str, list[str]] = {}
             for oid, status, why in db.execute(
-                "SELECT object, status, reason FROM log ORDER BY idx"
+                "SELECT object, status, photos FROM log ORDER BY idx"
             ):
                 log.setdefault(bytes(oid).hex(), []).append((status, why))
             blobs = {bytes(r[0]).hex() for r in db.execute("SELECT sha256 FROM blobs")}
@@ -192,9 +191,9 @@ class Checker:
                     f"D1 result {r.id[:16]} ({r.phone} {r.election}) is {status} "
                     f"({reason or 'no reason'}), verified={verified}; expected {want}",
                 )
-            # counted once: one entry accepts it; a later 'photos-complete' entry restates it
+            # counted once: one entry accepts it; a later photos-complete entry restates it
             entries = log.get(r.id, [])
-            n_acc = sum(st == "accepted" and PHOTOS_COMPLETE not in why for st, why in entries)
+            n_acc = sum(st == "accepted" and not photos for st, photos in entries)
             if (want == "accepted" and n_acc != 1) or n_acc > 1:
                 rep.bad(where, f"D1 result {r.id[:16]} accepted {n_acc} times: {entries}")
             phone_raw = self._raw(v.devices[r.phone], r.id)

@@ -20,7 +20,7 @@ import pytest
 
 from .checker import Checker
 from .netlab import Lab, require_netns
-from .village import ENV, Device, Kit, Result, Village, photo_size, run_cli
+from .village import ENV, Device, Kit, Result, Village, photo_bytes, photo_size, run_cli
 
 net = pytest.mark.net
 HAMPANG = "630214"
@@ -494,3 +494,71 @@ def test_sneakernet(village: Village) -> None:
     v.wait("the kecamatan node holds every receipt", lambda: v.delivered(kec, v.results), 60)
     v.wait("every phone holds its receipts", lambda: all(v.delivered(p) for p in v.phones), 60)
     Checker(v).check()
+
+
+# -- the paper trail (issue 13) ----------------------------------------------------------------
+
+
+def _carry(src: Path, dst: Path, stick: Path) -> None:
+    """A USB stick between two devices (or Bluetooth between phones): bundle out, bundle in."""
+    shutil.rmtree(stick, ignore_errors=True)
+    run_cli("bundle", "export", "--home", str(src), "--to", str(stick))
+    run_cli("bundle", "import", "--home", str(dst), "--from", str(stick))
+
+
+@net
+def test_paper_trail(village: Village) -> None:
+    """At phone0's TPS the chair admits a witness of pair 2 by key code; the witness objects with
+    a photo of the C.Kejadian Khusus; the PPK of Hampang, offline, takes every phone's results,
+    corrects phone0's bupati result and signs the D.Hasil; then the village runs as usual. The
+    objection, the correction and the D.Hasil reach the centre over the network with the
+    results, and the centre finds the signed D.Hasil of Hampang matches its TPS results."""
+    v = village
+    chair = v.phones[0]
+    [bupati] = [r for r in chair.results if r.election == "bupati"]
+    saksi = v.work / "saksi"
+    run_cli("node", "init", "--home", str(saksi), "--no-passphrase", "--scope", bupati.tps)
+    shutil.copy(v.central.home / "trust.json", saksi / "trust.json")
+    code = run_cli("witness", "key", "--home", str(saksi)).strip()
+    letter = v.work / "mandat.jpg"
+    letter.write_bytes(photo_bytes("mandat", 4000))
+    run_cli("witness", "admit", "--home", str(chair.home), "--key-code", code, "--pair", "2",
+            "--election", "bupati", "--mandate", str(letter))  # fmt: skip
+    _carry(chair.home, saksi, v.work / "bt-1")
+    form = v.work / "kejadian.jpg"
+    form.write_bytes(photo_bytes("C.Kejadian Khusus", 5000))
+    run_cli("witness", "object", "--home", str(saksi), "--id", bupati.id, "--reason",
+            "satu suara paslon 2 dihitung untuk paslon 1", "--photo", str(form))  # fmt: skip
+    _carry(saksi, chair.home, v.work / "bt-2")
+    ppk = v.add_device("ppk", "ppk", "ppk")
+    for i, p in enumerate(v.phones):
+        _carry(p.home, ppk.home, v.work / f"usb-{i}")
+    numbers = json.loads((chair.home / "form-bupati.json").read_text())["votes"]
+    numbers["1"], numbers["2"] = numbers["1"] - 1, numbers["2"] + 1
+    (v.work / "pleno.json").write_text(json.dumps({"votes": numbers}))
+    run_cli("ppk", "correct", "--home", str(ppk.home), "--id", bupati.id, "--numbers",
+            str(v.work / "pleno.json"), "--reason", "hitung ulang di pleno")  # fmt: skip
+    run_cli("ppk", "dhasil", "--home", str(ppk.home), "--election", "bupati")
+    _carry(ppk.home, v.gateway.home, v.work / "usb-gw")
+    v.standard()
+    _start_all(v)
+    v.wait("the relay holds every result and photo", lambda: v.holds(v.relay, v.results), 60)
+    v.lab.walk(v.relay.host, "eth0", v.ppk)
+    v.wait("the central server accepts every result and photo", v.all_accepted, 60)
+
+    def hampang() -> dict:
+        rows = [d for d in v.central_status().get("dhasil", [])
+                if d["kecamatan"] == HAMPANG and d["election"] == "bupati"]  # fmt: skip
+        return rows[0] if rows else {}
+
+    v.wait("the centre checks the D.Hasil of Hampang",
+           lambda: hampang().get("state") not in (None, "none", "incomplete"), 60)  # fmt: skip
+    h = hampang()
+    assert h["state"] == "matches", h
+    assert h["dhasil"]["votes"] == h["centre"]["votes"]
+    assert h["centre"]["tps_counted"] == len(v.phones)
+    status = v.central_status()
+    assert status["tps_trail"][bupati.tps] == {"objections": 1, "corrections": 1}
+    [kec] = [k for e in status["elections"] if e["kind"] == "bupati" for k in e["kecamatan"]
+             if k["code"] == HAMPANG]  # fmt: skip
+    assert kec["tally"] == h["dhasil"]["votes"]  # the correction is what the centre counts

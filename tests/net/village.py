@@ -160,7 +160,7 @@ class Kit:
         self.root = root
         self.tps = pick_tps(self.PHONES)
         self.phones = [f"phone{i}" for i in range(self.PHONES)]
-        self.nodes = ["relay", "gateway", "gateway2", *self.phones]
+        self.nodes = ["relay", "gateway", "gateway2", "ppk", *self.phones]
         self.serial: dict[str, int] = {}
         self.key: dict[str, str] = {}
         self.results: dict[str, list[Result]] = {p: [] for p in self.phones}
@@ -202,7 +202,12 @@ class Kit:
         root = json.loads(out.splitlines()[0])["root"]  # the fingerprint printed on the sheet
         for phone, tps in zip(self.phones, self.tps, strict=True):
             codes[phone] = by_tps[tps]
-        for role, names in (("relay", ["relay"]), ("gateway", ["gateway", "gateway2"])):
+        for role, names in (
+            ("relay", ["relay"]),
+            ("gateway", ["gateway", "gateway2"]),
+            ("ppk", ["ppk"]),  # the PPK of Hampang (issue 13): corrections and the D.Hasil
+        ):
+            scope = ["--scope", "630214"] if role == "ppk" else []
             out = run_cli(
                 "central",
                 "codes",
@@ -212,6 +217,7 @@ class Kit:
                 role,
                 "--count",
                 str(len(names)),
+                *scope,
             )
             for name, ln in zip(names, out.splitlines(), strict=True):
                 codes[name] = json.loads(ln)["code"]

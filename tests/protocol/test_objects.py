@@ -42,7 +42,10 @@ SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 BUILT = build()
-STEMS = ("certificate", "manifest", "revocation", "void", "result", "endorsement", "receipt")
+STEMS = (
+    "certificate", "manifest", "revocation", "void", "result", "endorsement", "receipt",
+    "admission", "objection", "correction", "dhasil",
+)  # fmt: skip
 
 
 def load(stem: str) -> dict[str, Any]:
@@ -77,7 +80,7 @@ def test_vector_bytes_are_self_consistent(stem: str) -> None:
     assert env.created == v["created"]
     assert env.encode().hex() == v["envelope_hex"]
     prefix = bytes.fromhex(v["signing_prefix_hex"])
-    assert prefix == b"estafet/" + v["kind"].encode() + b"/v1\x00"
+    assert prefix == b"estafet/" + v["kind"].encode() + b"/v2\x00"
     assert signing_message(env.kind, content) == prefix + content
     public = bytes.fromhex(v["signer_public"])
     assert verify_signature(public, prefix + content, env.signature)
@@ -88,7 +91,8 @@ def test_vectors_verify_from_the_root_alone() -> None:
     """A store that knows only the root public key accepts every vector, in fetch order."""
     ts = TrustStore(bytes.fromhex(load("certificate")["root_public"]))
     for stem in sorted(STEMS, key=lambda s: FETCH_PRIORITY[load(s)["kind"]]):
-        verified = ts.verify(bytes.fromhex(load(stem)["envelope_hex"]), NOW)
+        v = load(stem)  # the plenary's objects are signed days after the count
+        verified = ts.verify(bytes.fromhex(v["envelope_hex"]), max(NOW, v["created"]))
         ts.learn(verified)
         if stem == "result":
             assert verified.warnings == ("warn-dpt-manifest",)
@@ -105,6 +109,7 @@ def test_receipt_vector_commits_to_its_log_entry() -> None:
         e["status"],
         e["reason"],
         e["server_time"],
+        e["photos_complete"],
     )
     assert expected.hex() == e["hash_hex"]
     assert e["object_hex"] == load("result")["object_id_hex"]
@@ -121,21 +126,23 @@ def test_signing_messages_are_separated_by_kind() -> None:
     content = b"\x80"
     messages = {signing_message(k, content) for k in KINDS}
     assert len(messages) == len(KINDS)
-    assert all(m.endswith(b"/v1\x00" + content) for m in messages)
+    assert all(m.endswith(b"/v2\x00" + content) for m in messages)
 
 
 def test_fetch_priority_puts_trust_first_and_endorsements_last() -> None:
     order = sorted(KINDS, key=FETCH_PRIORITY.__getitem__)
     assert order[0] == "revocation"
-    assert order[-1] == "endorsement"
+    assert order.index("endorsement") > order.index("result")
+    assert order.index("admission") < order.index("result") < order.index("objection")
+    assert order[-1] == "dhasil"
     assert order.index("receipt") < order.index("result")
 
 
-@pytest.mark.parametrize("field", range(6))
+@pytest.mark.parametrize("field", range(7))
 def test_log_hash_commits_to_every_field(field: int) -> None:
-    args: list[Any] = [LOG_GENESIS, 0, bytes(32), "accepted", "", NOW]
+    args: list[Any] = [LOG_GENESIS, 0, bytes(32), "accepted", "", NOW, False]
     changed = list(args)
-    changed[field] = [b"\x01" * 32, 1, b"\x02" * 32, "rejected", "x", NOW + 1][field]
+    changed[field] = [b"\x01" * 32, 1, b"\x02" * 32, "rejected", "x", NOW + 1, True][field]
     assert log_entry_hash(*args) != log_entry_hash(*changed)
     assert len(log_entry_hash(*args)) == 32
 
@@ -182,7 +189,8 @@ SCHEMA_CASES: dict[str, tuple[dict[str, Any], type[ProtocolError]]] = {
     "unknown kind": (edited(kind="ballot"), SchemaError),
     "kind is a list": (edited(kind=[]), SchemaError),
     "kind is a map": (edited(kind={}), SchemaError),
-    "version 2": (edited(v=2), SchemaError),
+    "version 1 (before the trail kinds)": (edited(v=1), SchemaError),
+    "version 3": (edited(v=3), SchemaError),
     "version missing": (edited(v=KeyError), SchemaError),
     "extra key": (edited(extra=1), SchemaError),
     "missing key": (edited(photos=KeyError), SchemaError),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from estafet.crypto.keys import SigningKey
 from estafet.crypto.seal import seal
 from estafet.crypto.trust import TrustStore, Verified
 from estafet.protocol.objects import (
@@ -18,17 +19,18 @@ from estafet.protocol.objects import (
     LOG_GENESIS,
     Envelope,
     ReceiptBody,
+    ResultBody,
     VoidBody,
     log_entry_hash,
 )
+from estafet.protocol.plenary import Numbers, make_dhasil
 from estafet.relay import store as store_mod
 from estafet.relay.errors import StoreFull
 from estafet.relay.store import Store, StoreDB
-from tests.kit import TPS_A, TPS_B, World, photo_bytes
+from tests.kit import TPS_A, TPS_B, World, photo_bytes, seeded_key
 
 # the central server's receipt reason saying every photo of the result arrived there: only then
 # may relays drop their copies
-PHOTOS_DONE = getattr(store_mod, "PHOTOS_COMPLETE", "photos-complete")
 
 
 class Env:
@@ -62,7 +64,9 @@ class Env:
             self.store.blobs.write_whole(sha, data)
             self.sdb.add_blob(sha, len(data), at or self.world.now)
 
-    def receipt(self, obj: Envelope, status: str, index: int, reason: str = "") -> Envelope:
+    def receipt(
+        self, obj: Envelope, status: str, index: int, reason: str = "", photos: bool = False
+    ) -> Envelope:
         created = self.world.now + 1000 + index
         body = ReceiptBody(
             object=obj.id,
@@ -73,7 +77,8 @@ class Env:
             reason=reason,
             log_index=index,
             log_prev=LOG_GENESIS,
-            log_hash=log_entry_hash(LOG_GENESIS, index, obj.id, status, reason, created),
+            log_hash=log_entry_hash(LOG_GENESIS, index, obj.id, status, reason, created, photos),
+            photos_complete=photos,
         )
         return seal("receipt", body, self.world.issuer, created)
 
@@ -114,6 +119,25 @@ def test_storing_twice_is_a_noop(env: Env) -> None:
     assert env.sdb.get_raw([res.id]) == [res.encode()]
 
 
+def trail_objects(
+    w: World, chair: SigningKey, chair_cert: Envelope, res: Envelope
+) -> dict[str, Envelope]:
+    """One object of each issue-13 kind about ``res``."""
+    saksi = seeded_key("saksi store")
+    adm = w.admit(chair, chair_cert, saksi)
+    ppk, ppk_cert = w.officer("ppk store", role="ppk", scope=("630214",))
+    assert isinstance(res.body, ResultBody)
+    f = res.body.form
+    numbers = {res.id: Numbers(f.tps, f.election, f.votes, f.valid, f.invalid)}
+    dh = make_dhasil("630214", f.election, tuple(f.votes), numbers, {})
+    return {
+        "admission": adm,
+        "objection": w.object_to(saksi, w.admitted_chain(adm, chair_cert), res),
+        "correction": w.correct(ppk, ppk_cert, res, created=w.now + 600),
+        "dhasil": seal("dhasil", dh, ppk, w.now + 900, w.chain(ppk_cert)),
+    }
+
+
 def test_objects_of_every_kind(env: Env) -> None:
     w = env.world
     res, _ = env.result("kinds")
@@ -126,6 +150,7 @@ def test_objects_of_every_kind(env: Env) -> None:
         "result": res,
         "endorsement": w.endorse(member, member_cert, res),
         "void": seal("void", VoidBody(res.id, res.tps, res.election, "test"), w.root, w.now),
+        **trail_objects(w, env.chair, env.chair_cert, res),
     }
     assert set(objects) == set(KINDS)
     for env_ in objects.values():
@@ -137,13 +162,22 @@ def test_objects_of_every_kind(env: Env) -> None:
         assert env.sdb.get_raw([env_.id]) == [env_.encode()]  # exactly the bytes received
         assert env.sdb.raw_by_kind([kind]) == [env_.encode()]
     # only what travels to the central server has a delivery state
-    assert {k for k, r in rows.items() if r["state"] is not None} == {"result", "endorsement"}
+    assert {k for k, r in rows.items() if r["state"] is not None} == set(store_mod.DELIVERY_KINDS)
     assert rows["result"]["state"] == "delivered"  # its receipt was stored before it
     assert rows["endorsement"]["state"] == "pending"
     # scoping: a TPS phone's session includes global objects and its own TPS, not others
     tps_items = {i for _, i in env.sdb.items(TPS_A)}
     assert tps_items == {e.id for e in objects.values()}
-    tps_only = {"result", "receipt", "endorsement", "certificate", "void"}  # region: the TPS
+    tps_only = {
+        "result",
+        "receipt",
+        "endorsement",
+        "certificate",
+        "void",
+        "admission",
+        "objection",
+        "correction",
+    }  # region: the TPS (a D.Hasil: its kecamatan)
     assert {i for _, i in env.sdb.items(TPS_B)} == {
         e.id for k, e in objects.items() if k not in tps_only
     }
@@ -229,7 +263,7 @@ def test_eviction_takes_only_receipted_relayed_photos_oldest_first(env: Env) -> 
     env.add_blobs(p_wait)
     env.add_blobs(p_mine)
     for i, r in enumerate((done_old, done_new, mine)):
-        env.put(env.receipt(r, "accepted", 10 + i, PHOTOS_DONE))
+        env.put(env.receipt(r, "accepted", 10 + i, photos=True))
     env.sdb.quota = env.sdb.usage()  # exactly full
 
     env.sdb.make_room(1)  # one photo is enough: the oldest evictable one goes
@@ -270,7 +304,7 @@ def test_a_photo_shared_with_an_undelivered_result_is_never_evicted(env: Env) ->
     env.put(done)
     env.put(waiting)
     env.add_blobs([shared])
-    env.put(env.receipt(done, "accepted", 1, PHOTOS_DONE))
+    env.put(env.receipt(done, "accepted", 1, photos=True))
     env.sdb.quota = env.sdb.usage()
     with pytest.raises(StoreFull):
         env.sdb.make_room(1)
@@ -287,7 +321,7 @@ def test_store_full_still_accepts_small_objects(env: Env) -> None:
     # receipts, endorsements and results keep flowing: objects are never refused for space
     member, member_cert = env.world.officer("member", role="kpps-member", scope=(TPS_A,))
     other, _ = env.result("full-2")
-    assert env.put(env.receipt(res, "accepted", 1, PHOTOS_DONE)) is True
+    assert env.put(env.receipt(res, "accepted", 1, photos=True)) is True
     assert env.put(env.world.endorse(member, member_cert, res)) is True
     assert env.put(other) is True
     assert env.sdb.usage() > env.sdb.quota

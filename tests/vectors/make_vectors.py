@@ -26,13 +26,16 @@ from estafet.protocol.objects import (
     LOG_GENESIS,
     Envelope,
     ReceiptBody,
+    ResultBody,
     RevokedEntry,
     VoidBody,
     decode_envelope,
     log_entry_hash,
     signing_message,
 )
-from tests.kit import NOW, TPS_A, TPS_B, World, seeded_key
+from estafet.protocol.plenary import Numbers, make_dhasil
+from estafet.protocol.trail import CorrectionBody
+from tests.kit import NOW, TPS_A, TPS_B, World, photo_bytes, photo_refs, seeded_key
 
 HERE = Path(__file__).resolve().parent
 KEYFILE_PASSPHRASE = "kotak suara 2024"
@@ -134,6 +137,7 @@ def build() -> dict[str, dict[str, Any]]:
     )
     receipt = seal("receipt", receipt_body, w.issuer, server_time)
     out = {
+        **_trail(w, chair, chair_cert, result),
         "certificate": describe(
             w.issuer_cert, w.root, "root", "the KPU root certifies the central issuer key"
         ),
@@ -172,12 +176,63 @@ def build() -> dict[str, dict[str, Any]]:
         "status": "accepted",
         "reason": "",
         "server_time": server_time,
+        "photos_complete": False,
         "hash_hex": log_hash.hex(),
     }
     for v in out.values():
         v.update(root_info)
     out["keyfile"] = build_keyfile()
     return out
+
+
+def _trail(w: World, chair: SigningKey, chair_cert: Envelope, result: Envelope) -> dict[str, Any]:
+    """The issue-13 kinds: a witness admitted at the TPS objects; the PPK corrects and recaps."""
+    witness = seeded_key("saksi paslon 2 " + TPS_A)
+    mandate = photo_refs([photo_bytes("surat mandat")])
+    admission = w.admit(chair, chair_cert, witness, pair=2, seat=1, mandate=mandate)
+    form_photo = photo_refs([photo_bytes("C.Kejadian Khusus")])
+    objection = w.object_to(
+        witness, w.admitted_chain(admission, chair_cert), result,
+        "suara paslon 2 di lembar 2 terbaca 41, seharusnya 91", form_photo,
+    )  # fmt: skip
+    ppk, ppk_cert = w.officer("ppk 630214", role="ppk", scope=("630214",))
+    assert isinstance(result.body, ResultBody)
+    votes = dict(result.body.form.votes)
+    votes["2"] += 1
+    minutes = photo_refs([photo_bytes("berita acara pleno")])
+    correction = w.correct(
+        ppk, ppk_cert, result, votes=votes, valid=result.body.form.valid + 1,
+        invalid=result.body.form.invalid - 1, photos=minutes,
+    )  # fmt: skip
+    assert isinstance(correction.body, CorrectionBody)
+    form = result.body.form
+    numbers = {result.id: Numbers(form.tps, form.election, form.votes, form.valid, form.invalid)}
+    body = make_dhasil(
+        "630214", "bupati", ("1", "2", "3"), numbers,
+        {result.id: (correction.id, correction.body)},
+    )  # fmt: skip
+    dhasil = seal("dhasil", body, ppk, NOW + 2 * 86400, chain=w.chain(ppk_cert))
+    return {
+        "admission": describe(
+            admission, chair, "kpps-chair " + TPS_A,
+            "the chair admits the witness of pair 2 (seat 1) at its TPS for the day, with a "
+            "photo of the mandate letter",
+        ),
+        "objection": describe(
+            objection, witness, "saksi paslon 2 " + TPS_A,
+            "the admitted witness objects, with a photo of the C.Kejadian Khusus form; its chain "
+            "is admission, chair certificate, issuer certificate",
+        ),
+        "correction": describe(
+            correction, ppk, "ppk 630214",
+            "the PPK of Hampang corrects the result after a recount (one invalid vote was valid "
+            "for pair 2), with a photo of the plenary minutes",
+        ),
+        "dhasil": describe(
+            dhasil, ppk, "ppk 630214",
+            "the D.Hasil of Hampang (bupati): one TPS result and its correction, added up",
+        ),
+    }  # fmt: skip
 
 
 def build_keyfile() -> dict[str, Any]:
