@@ -16,6 +16,7 @@ crashes cannot take the others with it, and none inherits another's memory or th
   10 a hostile 4 MiB body of nested empty arrays: RSS added and decode time
   11 the officer's phone app: first-load bytes, first render (CPU 4x slower), sign -> stored
   12 central ingest with 1, 2, 4 worker processes, PostgreSQL against SQLite; per core
+  13 ingest with 10k/30k results held, the phone's cost to sign and store, the national evening
   14 /api/status and / latency under 8 clients vs a static file of the same size
 
 ``--quick`` is a smoke run (small sizes, one repeat, under ~90 s): it checks that every bench
@@ -46,9 +47,10 @@ BENCHES = [  # (name, script, figures it reports)
     ("decode", "bench_decode.py", ["10"]),
     ("app", "bench_app.py", ["11"]),
     ("workers", "bench_workers.py", ["12"]),
+    ("scale", "bench_scale.py", ["13"]),
     ("dashboard", "bench_dashboard.py", ["14"]),
 ]
-FIGURES = [str(i) for i in range(1, 13)] + ["14"]
+FIGURES = sorted({f for _, _, figs in BENCHES for f in figs}, key=int)
 
 
 def reconcile_rows(report: dict[str, Any], quick: bool) -> list[dict[str, Any]]:

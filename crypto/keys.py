@@ -56,7 +56,24 @@ class SigningKey:
 def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is ``public``'s Ed25519 signature of ``message``."""
     try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+        key = Ed25519PublicKey.from_public_bytes(public)
+    except ValueError:
+        return False
+    return verify_with(key, message, signature)
+
+
+def load_public(public: bytes) -> Ed25519PublicKey | None:
+    """The loaded key for raw ``public`` bytes (to keep and reuse), None if it is no key."""
+    try:
+        return Ed25519PublicKey.from_public_bytes(public)
+    except ValueError:
+        return None
+
+
+def verify_with(key: Ed25519PublicKey, message: bytes, signature: bytes) -> bool:
+    """:func:`verify_signature` with a key loaded by :func:`load_public`."""
+    try:
+        key.verify(signature, message)
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -32,7 +32,10 @@ Backdating by a stolen key is bounded by revocation back to the compromise time.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from estafet.protocol.errors import ProtocolError, Violation
 from estafet.protocol.form import check_form
@@ -55,7 +58,7 @@ from estafet.protocol.photos import check_photos
 from estafet.protocol.trail import AdmissionBody, CorrectionBody, DHasilBody, ObjectionBody
 
 from .errors import VerifyError
-from .keys import key_id, verify_signature
+from .keys import key_id, load_public, verify_with
 
 CLOCK_SKEW = 24 * 3600
 ARRIVAL_GRACE = 30 * 24 * 3600
@@ -77,6 +80,8 @@ ROLES_FOR_KIND: dict[str, tuple[str, ...]] = {
 }
 MAX_CHAIN_DEPTH = 3
 """object <- admission <- chair certificate <- issuer certificate (<- the pinned root)."""
+Link = tuple[bytes, bytes]
+"""One entry of an object's attached chain: (its exact bytes, SHA-256 of them)."""
 ADMITTED_SERIAL = -1
 """Serial of the certificate a verifier derives from an admission: no revocation entry names a
 negative serial, so an admitted key is revoked by its key id or through its chair."""
@@ -139,10 +144,21 @@ class TrustStore:
     revocation_envelope: Envelope | None = None
     _certs: dict[bytes, tuple[Envelope, CertificateBody]] = field(default_factory=dict)
     _seats: dict[tuple[str, str, int, int], bytes] = field(default_factory=dict)
+    _links_ok: dict[bytes, tuple[bytes, Envelope, CertificateBody]] = field(
+        default_factory=dict, repr=False
+    )
+    """Chain entries that verified (not revoked), by SHA-256 of their exact bytes, signature
+    included: (subject key id, envelope, body). Never by content id: a copy with broken
+    signature bytes has the same id and must still be refused."""
+    _public_keys: dict[bytes, Ed25519PublicKey | None] = field(default_factory=dict, repr=False)
+    _root_id: bytes = field(default=b"", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._root_id = key_id(self.root_public)
 
     @property
     def root_id(self) -> bytes:
-        return key_id(self.root_public)
+        return self._root_id
 
     # --- learning ----------------------------------------------------------------------
     def learn(self, verified: Verified) -> bool:
@@ -195,7 +211,8 @@ class TrustStore:
         server keeps them as flagged evidence) instead of refusing them.
         """
         env = self._decode(data)
-        signer = self._signer(env, now, env.chain, allow_revoked, depth=0)
+        links = tuple((raw, hashlib.sha256(raw).digest()) for raw in env.chain)
+        signer = self._signer(env, now, links, allow_revoked, depth=0)
         return self._check(env, signer, now, allow_revoked, check_content)
 
     def _decode(self, data: bytes | Envelope) -> Envelope:
@@ -207,41 +224,64 @@ class TrustStore:
             raise VerifyError("malformed", str(exc)) from exc
 
     def _signer(
-        self, env: Envelope, now: int, chain: tuple[bytes, ...], allow_revoked: bool, depth: int
+        self, env: Envelope, now: int, links: tuple[Link, ...], allow_revoked: bool, depth: int
     ) -> Signer:
-        """Find who signed ``env``: the root, a held certificate, or one from ``chain`` (the
-        outermost object's attached certificates, which also vouch for each other)."""
-        if env.signer == self.root_id:
+        """Find who signed ``env``: the root, a held certificate, or one from ``links`` (the
+        outermost object's attached certificates, which also vouch for each other). An attached
+        certificate for the signer is checked even when one is held: the object travels on with
+        its chain, and a node that holds none would refuse it if that copy did not verify."""
+        if env.signer == self._root_id:
             return Signer(env.signer, self.root_public, "root")
         held = self._certs.get(env.signer)
-        if held is None and depth < MAX_CHAIN_DEPTH:
-            for raw in chain:
-                try:
-                    cert_env = decode_envelope(raw)
-                except ProtocolError:
-                    continue
-                cb = cert_env.body
-                if isinstance(cb, CertificateBody | AdmissionBody) and (
-                    key_id(cb.subject) == env.signer
-                ):
-                    cert_signer = self._signer(cert_env, now, chain, allow_revoked, depth + 1)
-                    self._check(cert_env, cert_signer, now, allow_revoked, True)
-                    cert = admitted_certificate(cb) if isinstance(cb, AdmissionBody) else cb
-                    held = (cert_env, cert)
-                    self._certs[env.signer] = held
-                    if isinstance(cb, AdmissionBody):
-                        self._seats.setdefault(cb.seat_key, cert_env.id)
-                    break
+        if depth < MAX_CHAIN_DEPTH and links:
+            attached = self._attached(env.signer, now, links, allow_revoked, depth)
+            if held is None and attached is not None:
+                held = self._certs[env.signer] = attached
         if held is None:
             raise VerifyError("unknown-signer", f"no certificate for key {env.signer.hex()}")
         cert_env, cert = held
         return Signer(env.signer, cert.subject, cert.role, cert, cert_env)
 
+    def _attached(
+        self, kid: bytes, now: int, links: tuple[Link, ...], allow_revoked: bool, depth: int
+    ) -> tuple[Envelope, CertificateBody] | None:
+        """The first certificate in ``links`` for the key ``kid`` (the one a node holding none
+        would use), verified with its own signer's link; None if the chain has none. A byte
+        string that verified before is not checked again, but its signer's link still is."""
+        for raw, digest in links:
+            hit = self._links_ok.get(digest)
+            if hit is None:
+                try:
+                    cert_env = decode_envelope(raw)
+                except ProtocolError:
+                    continue
+                cb = cert_env.body
+                if not isinstance(cb, CertificateBody | AdmissionBody) or key_id(cb.subject) != kid:
+                    continue
+                cert_signer = self._signer(cert_env, now, links, allow_revoked, depth + 1)
+                checked = self._check(cert_env, cert_signer, now, allow_revoked, True)
+                cert = admitted_certificate(cb) if isinstance(cb, AdmissionBody) else cb
+                if isinstance(cb, AdmissionBody):
+                    self._seats.setdefault(cb.seat_key, cert_env.id)
+                if checked.revoked is None:
+                    self._links_ok[digest] = (kid, cert_env, cert)
+                return cert_env, cert
+            if hit[0] != kid:
+                continue
+            issuer = hit[1].signer
+            if depth + 1 < MAX_CHAIN_DEPTH and issuer != self._root_id:
+                self._attached(issuer, now, links, allow_revoked, depth + 1)
+            return hit[1], hit[2]
+        return None
+
     def _check(
         self, env: Envelope, signer: Signer, now: int, allow_revoked: bool, check_content: bool
     ) -> Verified:
-        if not verify_signature(
-            signer.public, signing_message(env.kind, env.content), env.signature
+        public = self._public_keys.get(signer.public)
+        if public is None and signer.public not in self._public_keys:
+            public = self._public_keys[signer.public] = load_public(signer.public)
+        if public is None or not verify_with(
+            public, signing_message(env.kind, env.content), env.signature
         ):
             raise VerifyError("bad-signature", f"{env.kind} {env.id.hex()[:16]}")
         revoked = None

@@ -30,6 +30,7 @@ __all__ = [
     "DecodeError",
     "Limits",
     "decode",
+    "decode_to_reencode",
     "encode",
     "scan",
 ]
@@ -88,26 +89,30 @@ def scan(data: bytes, limits: Limits = OBJECT_LIMITS) -> int:
     more than the input holds. Malformed details (floats, ext, bad UTF-8) are left to
     :func:`decode`, which runs only after a successful scan."""
     n, pos, elements = len(data), 0, 0
-    pending = [1]  # children still expected at each open level; the root is one element
     max_el, max_depth = limits.max_elements, limits.max_depth
-    while pending:
-        if pending[-1] == 0:
-            pending.pop()
+    outer: list[int] = []  # children still expected at each enclosing level
+    left = 1  # ... and at the current one (the root is one element)
+    while True:
+        if left == 0:
+            if not outer:
+                break
+            left = outer.pop()
             continue
-        pending[-1] -= 1
+        left -= 1
         if pos >= n:
             raise DecodeError("truncated message")
         elements += 1
         if elements > max_el:
-            raise _over(f"more than {max_el} elements", elements, len(pending))
+            raise _over(f"more than {max_el} elements", elements, len(outer) + 1)
         b = data[pos]
         pos += 1
-        children = 0
         if b <= 0x7F or b >= 0xE0:
             continue
-        if 0x80 <= b <= 0x9F:
-            children = (b & 0x0F) * (2 if b < 0x90 else 1)
-        elif 0xA0 <= b <= 0xBF:
+        if b <= 0x8F:
+            children = (b & 0x0F) * 2
+        elif b <= 0x9F:
+            children = b & 0x0F
+        elif b <= 0xBF:
             pos += b & 0x1F
             continue
         elif b in _FIXED:
@@ -126,29 +131,47 @@ def scan(data: bytes, limits: Limits = OBJECT_LIMITS) -> int:
         if children:
             if children > n - pos:
                 raise DecodeError(f"container of {children} elements in {n - pos} bytes")
-            if len(pending) > max_depth:
-                raise _over(f"nested deeper than {max_depth}", elements, len(pending))
-            pending.append(children)
+            if len(outer) >= max_depth:
+                raise _over(f"nested deeper than {max_depth}", elements, len(outer) + 1)
+            outer.append(left)
+            left = children
     return elements
 
 
 def _canonical(value: Value, depth: int = 0) -> Value:
-    if depth > 32:
-        raise DecodeError("value nested too deeply")
-    if value is None or isinstance(value, bool | str | bytes):
+    # exact types first (the common case, and ``bool`` is not taken for ``int``), then subclasses
+    t = type(value)
+    if t is dict:
+        if depth >= 32 and value:  # its values would lie deeper than 32
+            raise DecodeError("value nested too deeply")
+        for key in value:
+            if type(key) is not str and not isinstance(key, str):
+                raise DecodeError(f"map key must be str, not {type(key).__name__}")
+        # code point order is UTF-8 byte order, so plain str sorting is the canonical order
+        return {k: _canonical(value[k], depth + 1) for k in sorted(value)}
+    if t is list or t is tuple:
+        if depth >= 32 and value:
+            raise DecodeError("value nested too deeply")
+        return [_canonical(v, depth + 1) for v in value]
+    if t is str or t is bytes or t is bool or value is None:
+        return value
+    if t is int:
+        if not _MIN_INT <= value <= _MAX_INT:
+            raise DecodeError(f"integer out of range: {value}")
+        return value
+    return _canonical_other(value, depth)
+
+
+def _canonical_other(value: Value, depth: int) -> Value:
+    """Subclasses of the allowed types (an ``IntEnum``, a ``str`` subclass), else refusal."""
+    if isinstance(value, bool | str | bytes):
         return value
     if isinstance(value, int):
         if not _MIN_INT <= value <= _MAX_INT:
             raise DecodeError(f"integer out of range: {value}")
-        return value
-    if isinstance(value, list | tuple):
-        return [_canonical(v, depth + 1) for v in value]
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise DecodeError(f"map key must be str, not {type(key).__name__}")
-        keys = sorted(value, key=lambda k: k.encode("utf-8"))
-        return {k: _canonical(value[k], depth + 1) for k in keys}
+        return int(value)
+    if isinstance(value, list | tuple | dict):
+        return _canonical(list(value) if not isinstance(value, dict) else dict(value), depth)
     raise DecodeError(f"type not allowed in canonical encoding: {type(value).__name__}")
 
 
@@ -162,13 +185,19 @@ def encode(value: Value) -> bytes:
 
 
 def _pairs_hook(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """Build a map, refusing non-str keys, duplicates and keys out of canonical order (so the
+    decoded map re-encodes in the order it arrived in)."""
     out: dict[str, Any] = {}
+    prev: str | None = None
     for key, val in pairs:
-        if not isinstance(key, str):
+        if type(key) is not str:
             raise DecodeError("map key must be a string")
-        if key in out:
-            raise DecodeError(f"duplicate map key {key!r}")
+        if prev is not None and key <= prev:  # code point order is UTF-8 byte order
+            if key == prev:
+                raise DecodeError(f"duplicate map key {key!r}")
+            raise DecodeError(f"not canonical: map key {key!r} out of order")
         out[key] = val
+        prev = key
     return out
 
 
@@ -176,8 +205,23 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"ext type {code} not allowed")
 
 
-def decode(data: bytes, limits: Limits = OBJECT_LIMITS) -> Value:
-    """Decode untrusted ``data`` within ``limits``; it must be canonical."""
+# Bytes that may open a container (fixmap, fixarray, array/map 16/32) or a float: at most this
+# many of them in the input bounds its nesting depth, whatever the bytes mean.
+_NOT_CONTAINER = bytes(b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF))
+_FLOATS = (b"\xca", b"\xcb")
+
+
+def _within_budget(data: bytes, limits: Limits) -> None:
+    """The budget check of :func:`scan`, skipped when the input is too small to break it: every
+    element takes at least one byte, and every level of nesting one container header byte."""
+    if len(data) <= limits.max_elements and (
+        len(data.translate(None, _NOT_CONTAINER)) <= limits.max_depth
+    ):
+        return
+    scan(data, limits)
+
+
+def _unpack(data: bytes, limits: Limits) -> Value:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError("expected bytes")
     data = bytes(data)
@@ -185,7 +229,7 @@ def decode(data: bytes, limits: Limits = OBJECT_LIMITS) -> Value:
         raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {limits.max_bytes}")
     if not data:
         raise DecodeError("empty message")
-    scan(data, limits)
+    _within_budget(data, limits)
     try:
         value = msgpack.unpackb(
             data,
@@ -207,10 +251,28 @@ def decode(data: bytes, limits: Limits = OBJECT_LIMITS) -> Value:
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
     if isinstance(value, float):
         raise DecodeError("floats are not allowed")
-    try:
-        again = encode(value)
-    except DecodeError as exc:
-        raise DecodeError(f"not canonical: {exc}") from exc
-    if again != data:
-        raise DecodeError("not canonical: keys unsorted, integers not shortest, or str/bin mixed")
     return value
+
+
+def decode(data: bytes, limits: Limits = OBJECT_LIMITS) -> Value:
+    """Decode untrusted ``data`` within ``limits``; it must be canonical."""
+    value = _unpack(data, limits)
+    data = bytes(data)
+    # Keys are checked str, unique and sorted while decoding, so msgpack re-encoding the value
+    # as decoded gives the canonical bytes, except that it keeps a float64: only input holding
+    # a float header byte can hold one, and packing floats as float32 then gives other bytes.
+    if msgpack.packb(value, use_bin_type=True) != data:
+        raise DecodeError("not canonical: keys unsorted, integers not shortest, or str/bin mixed")
+    if (_FLOATS[0] in data or _FLOATS[1] in data) and msgpack.packb(
+        value, use_bin_type=True, use_single_float=True
+    ) != data:
+        raise DecodeError("floats are not allowed")
+    return value
+
+
+def decode_to_reencode(data: bytes, limits: Limits = OBJECT_LIMITS) -> Value:
+    """:func:`decode` without its canonical check, for a caller that parses the value and then
+    compares ``data`` with the canonical encoding of what it parsed (which is stricter, and
+    refuses floats: :func:`encode` has no float). Limits, the element and depth budget, str map
+    keys without duplicates, and the ban on ext types hold as in :func:`decode`."""
+    return _unpack(data, limits)

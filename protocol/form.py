@@ -65,6 +65,7 @@ FORM_FIELDS = (
     "supersedes",
 )
 FORM_KEYS = frozenset(FORM_FIELDS)
+_FORM_KEYS_SORTED = tuple(sorted(FORM_KEYS))
 _MF = ("m", "f")
 _TURNOUT = ("dpt", "dptb", "dpk")
 _BALLOTS = ("received", "used", "damaged", "unused")
@@ -154,6 +155,8 @@ class _Parser:
         if not isinstance(value, dict):
             self.bad("form-keys", f"{path} must be an object with keys {', '.join(keys)}")
             return {}
+        if len(value) == len(keys) and all(k in value for k in keys):
+            return value  # the common case: exactly the keys (no lists built)
         extra = sorted(set(value) - set(keys))
         missing = [k for k in keys if k not in value]
         if extra:
@@ -162,23 +165,27 @@ class _Parser:
             self.bad("form-keys", f"{path}: missing key(s) {', '.join(missing)}")
         return value
 
-    def count(self, value: Any, path: str) -> int:
+    def count(self, value: Any, path: str, leaf: str = "") -> int:
+        """``value`` as a count; ``path`` + "." + ``leaf`` names it (joined only on error)."""
+        if type(value) is int and 0 <= value <= MAX_COUNT:
+            return value
+        where = f"{path}.{leaf}" if leaf else path
         if isinstance(value, bool) or not isinstance(value, int):
-            self.bad("count-range", f"{path} must be a whole number, got {value!r}")
+            self.bad("count-range", f"{where} must be a whole number, got {value!r}")
             return 0
         if not 0 <= value <= MAX_COUNT:
-            self.bad("count-range", f"{path} = {value} is outside 0..{MAX_COUNT}")
+            self.bad("count-range", f"{where} = {value} is outside 0..{MAX_COUNT}")
         return value
 
     def mf(self, value: Any, path: str) -> MF:
         d = self.obj(value, path, _MF)
-        return MF(self.count(d.get("m", 0), f"{path}.m"), self.count(d.get("f", 0), f"{path}.f"))
+        return MF(self.count(d.get("m", 0), path, "m"), self.count(d.get("f", 0), path, "f"))
 
 
 def parse_form(data: Any) -> ResultForm:
     """Parse an officer's JSON form. Raises :class:`FormError` listing every shape problem."""
     p = _Parser()
-    top = p.obj(data, "form", tuple(sorted(FORM_KEYS)))
+    top = p.obj(data, "form", _FORM_KEYS_SORTED)
     election = top.get("election")
     if not isinstance(election, str) or election not in ELECTION_KINDS:
         p.bad("election-unknown", f"election must be one of {', '.join(ELECTION_KINDS)}")
@@ -199,7 +206,7 @@ def parse_form(data: Any) -> ResultForm:
             if not isinstance(k, str) or _BALLOT_KEY.fullmatch(k) is None:
                 p.bad("vote-keys", f'vote key {k!r} is not a ballot number like "1"')
                 continue
-            votes[k] = p.count(v, f"votes.{k}")
+            votes[k] = p.count(v, "votes", k)
     revision = top.get("revision", 0)
     if isinstance(revision, bool) or not isinstance(revision, int) or not 0 <= revision <= 99:
         p.bad("revision-supersedes", f"revision must be a whole number 0..99, got {revision!r}")
@@ -225,10 +232,10 @@ def parse_form(data: Any) -> ResultForm:
         turnout_dpt=p.mf(turnout.get("dpt"), "turnout.dpt"),
         turnout_dptb=p.mf(turnout.get("dptb"), "turnout.dptb"),
         turnout_dpk=p.mf(turnout.get("dpk"), "turnout.dpk"),
-        received=p.count(ballots.get("received", 0), "ballots.received"),
-        used=p.count(ballots.get("used", 0), "ballots.used"),
-        damaged=p.count(ballots.get("damaged", 0), "ballots.damaged"),
-        unused=p.count(ballots.get("unused", 0), "ballots.unused"),
+        received=p.count(ballots.get("received", 0), "ballots", "received"),
+        used=p.count(ballots.get("used", 0), "ballots", "used"),
+        damaged=p.count(ballots.get("damaged", 0), "ballots", "damaged"),
+        unused=p.count(ballots.get("unused", 0), "ballots", "unused"),
         disabled=p.mf(top.get("disabled"), "disabled"),
         votes=votes,
         valid=p.count(top.get("valid", 0), "valid"),

@@ -476,7 +476,9 @@ def decode_envelope(data: bytes, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Enve
         max_elements=len(content) // 4 + 1024 if big else codec.OBJECT_LIMITS.max_elements,
         max_depth=codec.MANIFEST_LIMITS.max_depth if big else codec.OBJECT_LIMITS.max_depth,
     )
-    m = codec.decode(content, limits)
+    # not checked canonical here: the comparison with the parsed body's encoding below is
+    # stricter, so the content is encoded once, not twice
+    m = codec.decode_to_reencode(content, limits)
     if not isinstance(m, dict):
         raise SchemaError("content must be a map")
     kind = m.get("kind")

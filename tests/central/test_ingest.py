@@ -361,7 +361,13 @@ def test_state_survives_a_restart(authority: Authority, world: World) -> None:
         assert c.ingest(env.encode(), NOW + 5) == first
         assert authority.trust.revocation is not None and authority.trust.revocation.version == 3
         c.verify_log()
-        assert [r["version"] for r in c.db.query("SELECT version FROM migrations")] == [1, 2, 3, 4]
+        assert [r["version"] for r in c.db.query("SELECT version FROM migrations")] == [
+            1,
+            2,
+            3,
+            4,
+            5,
+        ]
         if isinstance(c.db, SQLiteCentralDB):
             assert c.db.query("PRAGMA journal_mode") == [{"journal_mode": "wal"}]
             tables = {

@@ -543,3 +543,60 @@ def test_verifying_caches_only_certificates_that_verified() -> None:
     with pytest.raises(VerifyError, match="unknown-signer"):
         ts.verify(encode_envelope(RESULT.content, RESULT.signature, bad_chain), NOW)
     assert ts.certificate_for(CHAIR.id) is None
+
+
+# --- attached chains: checked by their exact bytes, even when the certificate is held ----------
+
+
+def broken(cert: Envelope) -> bytes:
+    """``cert`` with one bit of its signature flipped: same content, same id."""
+    sig = bytearray(cert.signature)
+    sig[10] ^= 0x01
+    return encode_envelope(cert.content, bytes(sig), cert.chain)
+
+
+@pytest.mark.parametrize("which", ["officer", "issuer"])
+def test_a_broken_copy_of_a_held_certificate_in_the_chain_is_refused(which: str) -> None:
+    """A node that already trusts the certificate (by content id) must still refuse a result
+    whose attached copy has broken signature bytes: it would pass the object on, and a node that
+    holds no copy would refuse it and blame the honest relay."""
+    ts = TrustStore(W.root.public, manifest=W.manifest)
+    assert ts.verify(RESULT.encode(), NOW).id == RESULT.id  # both certificates cached, good
+    chain = (
+        (broken(CHAIR_CERT), W.issuer_cert.encode())
+        if which == "officer"
+        else (CHAIR_CERT.encode(), broken(W.issuer_cert))
+    )
+    bad = encode_envelope(RESULT.content, RESULT.signature, chain)
+    fresh = TrustStore(W.root.public, manifest=W.manifest)
+    with pytest.raises(VerifyError, match="bad-signature"):
+        fresh.verify(bad, NOW)  # the downstream node that holds neither
+    with pytest.raises(VerifyError, match="bad-signature"):
+        ts.verify(bad, NOW)  # so this node refuses it too, though it holds both
+    # the same node, asked again, still refuses it (nothing cached by content id)
+    with pytest.raises(VerifyError, match="bad-signature"):
+        ts.verify(bad, NOW)
+    assert ts.verify(RESULT.encode(), NOW).id == RESULT.id  # the good copy still verifies
+
+
+def test_a_broken_chain_copy_is_refused_when_the_certificate_was_learnt() -> None:
+    """The certificate held through learn() (not through a chain) does not excuse a broken
+    attached copy either; an object without a chain still verifies by the held certificate."""
+    ts = store()
+    ts.learn(ts.verify(CHAIR_CERT, NOW))
+    bad = encode_envelope(
+        RESULT.content, RESULT.signature, (broken(CHAIR_CERT), W.issuer_cert.encode())
+    )
+    with pytest.raises(VerifyError, match="bad-signature"):
+        ts.verify(bad, NOW)
+    assert ts.verify(encode_envelope(RESULT.content, RESULT.signature), NOW).id == RESULT.id
+
+
+def test_a_chain_verifies_once_per_exact_byte_string() -> None:
+    """The cache keys chain entries by the hash of their exact bytes: a second result by the
+    same officer does not decode the chain again, but a different byte string is checked."""
+    ts = TrustStore(W.root.public, manifest=W.manifest)
+    ts.verify(RESULT.encode(), NOW)
+    second, _ = W.result(CHAIR, CHAIR_CERT, election="gubernur")
+    assert ts.verify(second.encode(), NOW).signer.cert == CHAIR_CERT.body
+    assert len(ts._links_ok) == 2  # the officer's and the issuer's certificate, once each

@@ -370,3 +370,37 @@ def test_scan_counts_exactly_the_elements_of_any_value(value: Any) -> None:
 def test_scan_of_random_bytes_raises_only_decode_errors(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         codec.scan(data, Limits(max_elements=50, max_depth=5))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1.5},
+        {"a": [1, {"b": 0.25}]},
+        [{"k": 2.0}],
+    ],
+)
+def test_floats_are_refused_wherever_they_sit(value: Any) -> None:
+    """The canonical check re-packs the decoded value with msgpack, which keeps a float64 as
+    it came: floats must still be refused, in maps and lists at any depth."""
+    data = msgpack.packb(value, use_bin_type=True)
+    with pytest.raises(DecodeError):
+        decode(data)
+
+
+def test_keys_out_of_order_and_duplicates_are_refused_by_the_decoder() -> None:
+    unsorted = b"\x82\xa1b\x01\xa1a\x02"  # {"b": 1, "a": 2}
+    dup = b"\x82\xa1a\x01\xa1a\x02"
+    with pytest.raises(DecodeError, match="out of order"):
+        decode(unsorted)
+    with pytest.raises(DecodeError, match="duplicate"):
+        decode(dup)
+    assert decode(b"\x82\xa1a\x02\xa1b\x01") == {"a": 2, "b": 1}
+
+
+def test_small_deep_input_is_refused_without_the_scan_being_skipped() -> None:
+    """The budget scan is skipped only when the input cannot exceed the budget; a short input
+    nested 33 deep has 33 container bytes, so it is still scanned and refused."""
+    with pytest.raises(codec.BudgetError):
+        decode(b"\x91" * 33 + b"\x00")
+    assert decode(b"\x91" * 32 + b"\x00") == nest(32)

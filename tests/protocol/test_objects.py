@@ -6,6 +6,7 @@ import contextlib
 import json
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -453,3 +454,17 @@ def test_every_single_bit_flip_of_the_bare_envelope_fails() -> None:
             with pytest.raises(VerifyError):
                 ts.verify(bytes(raw), NOW)
             raw[i] ^= 1 << bit
+
+
+@pytest.mark.parametrize("path", [("valid",), ("voters", "dpt", "m"), ("photos", 0, "size")])
+def test_a_float_in_the_content_is_refused(path: tuple[Any, ...]) -> None:
+    """The content map is not checked canonical on its own (the parsed body is re-encoded and
+    compared instead): a float where a count belongs must still be refused, at any depth."""
+    m = content_of(RESULT)
+    where: Any = m
+    for step in path[:-1]:
+        where = where[step]
+    where[path[-1]] = float(where[path[-1]])
+    raw = encode_envelope(msgpack.packb(m, use_bin_type=True), bytes(64))
+    with pytest.raises(ProtocolError):
+        decode_envelope(raw)
