@@ -125,7 +125,10 @@ class Api:
             for kind in ident["elections"]:
                 el = manifest.election(kind)
                 if el is not None:
-                    elections.append({"kind": kind, "ballot_numbers": list(el.ballot_numbers)})
+                    pairs = dict(zip((str(n) for n in el.ballot_numbers), el.pairs, strict=False))
+                    elections.append(
+                        {"kind": kind, "ballot_numbers": list(el.ballot_numbers), "pairs": pairs}
+                    )
         return web.json_response(
             {
                 "locked": self.guard.key_for(request) is None,

@@ -87,6 +87,10 @@ class BlobDir:
         """Verify the complete partial file and move it into place (fsync, hash, rename); the
         other uploaders' partial files of the same blob go."""
         part = self.partial_path(sha256, owner)
+        if not part.exists() and self.has(sha256):
+            # another uploader finished the same photo first (sessions run concurrently) and
+            # its finish removed this partial: the blob is in place, hash-checked, so are we
+            return self.path(sha256)
         digest = hashlib.sha256()
         size = 0
         with part.open("rb") as fh:

@@ -166,7 +166,11 @@ function fieldNames(el) {
   return f.concat(el.ballot_numbers.map((n) => "votes." + n), ["valid", "invalid"]);
 }
 const SECTIONS = [["sec.voters", "voters."], ["sec.turnout", "turnout."], ["sec.ballots", "ballots."], ["sec.disabled", "disabled."], ["sec.votes", "votes."], ["sec.total", ""]];
-function label(name) { return name.startsWith("votes.") ? t("f.votes", {n: name.slice(6)}) : t("f." + name); }
+function label(name, e) {
+  if (!name.startsWith("votes.")) return t("f." + name);
+  const n = name.slice(6), pair = ((e && e.pairs) || {})[n];
+  return t("f.votes", {n}) + (pair ? " \u00b7 " + pair : "");
+}
 function steps(el, cur) {
   return h("nav", {class: "steps"}, ["numbers", "photos", "review"].map((s) =>
     h("a", {href: "#/form/" + el + "/" + s, class: s === cur ? "on" : ""}, t("step." + s))));
@@ -187,7 +191,7 @@ async function numbers(el) {
     for (const n of mine) {
       const inp = h("input", {id: "f-" + n, name: n, inputmode: "numeric", pattern: "[0-9]*", maxlength: "3", autocomplete: "off", value: S.fields[n] ?? "",
         oninput: (ev) => { S.fields[n] = ev.target.value.replace(/[^0-9]/g, ""); ev.target.value = S.fields[n]; schedule(el); }});
-      form.append(h("div", {class: "row"}, h("label", {for: "f-" + n}, label(n)), inp));
+      form.append(h("div", {class: "row"}, h("label", {for: "f-" + n}, label(n, e)), inp));
     }
   }
   const panel = h("div", {class: "rules", id: "rules"});

@@ -162,6 +162,8 @@ def test_unlock_check_draft_sign_and_receipt(world: World) -> None:
     assert c.call("POST", "/api/unlock", {"secret": PASS})[0] == 200
     state = c.call("GET", "/api/state")[1]
     assert state["identity"]["role"] == "kpps-chair" and state["locked"] is False
+    for el in state["elections"]:  # pair names by ballot number (none in the Kotabaru fixture)
+        assert el["pairs"] == {} and el["ballot_numbers"]
     # another app on the phone can read the page and its token, but not use this unlock
     other = Client(dev, token_of(dev))
     assert other.call("GET", "/api/state")[1]["locked"] is True
