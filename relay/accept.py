@@ -85,7 +85,21 @@ def accept_batch(
                 sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
                 decoded=envs[i],
             )  # fmt: skip
+        # a certificate may need another of the same kind that sorted after it (a device's
+        # certificate before the issuer's, by id): again while the batch teaches new signers
+        while again := [i for i in order if _unknown_signer(out[i])]:
+            for i in again:
+                out[i] = accept(
+                    sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
+                    decoded=envs[i],
+                )  # fmt: skip
+            if all(_unknown_signer(out[i]) for i in again):
+                break
     return [o for o in out if o is not None]
+
+
+def _unknown_signer(o: Outcome | None) -> bool:
+    return o is not None and o.status == "rejected" and o.reason.startswith("unknown-signer")
 
 
 def accept_one(

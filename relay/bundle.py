@@ -192,9 +192,16 @@ def import_bundle(
             load_trust(sdb, trust, now)
             report = ImportReport()
             names = _list(objects, ".obj")
+            peer = f"bundle:{str(src)[:40]}"
             for i in range(0, len(names), IMPORT_BATCH):  # bounded memory: a batch at a time
                 got = _read_batch(objects, names[i : i + IMPORT_BATCH], report)
-                _accept(sdb, trust, got, f"bundle:{str(src)[:40]}", scope, now, report, progress)
+                _accept(sdb, trust, got, peer, scope, now, report, progress)
+            # an object whose signer's certificate was in a later batch: once more, now known
+            later = [n for n, why in report.rejected if "unknown-signer" in why][:IMPORT_BATCH]
+            if later:
+                report.rejected = [r for r in report.rejected if r[0] not in set(later)]
+                _accept(sdb, trust, _read_batch(objects, later, report), peer, scope, now,
+                        report, None)  # fmt: skip
         finally:
             os.close(objects)
         _import_blobs(store, sdb, base, now, report, progress)

@@ -368,3 +368,25 @@ async def test_async_facade_reads_see_writes(env: Env) -> None:
     assert await env.store.read(StoreDB.has, [res.id]) == {res.id}
     again = await env.store.write(StoreDB.put, v, "relayed", None, env.world.now)
     assert not again.new
+
+
+def test_a_batch_stores_a_certificate_whose_issuer_certificate_sorts_after_it(
+    tmp_path: Path,
+) -> None:
+    """Certificates share one fetch priority, so inside a batch (a sync push, a bundle on a
+    stick) a device's certificate may come before the issuer certificate that vouches for it;
+    it was refused `unknown-signer` (seen once as a failed `bundle import` at a witness)."""
+    from estafet.crypto.trust import TrustStore
+    from estafet.relay.accept import accept_batch
+
+    world = World()
+    _, device_cert = world.officer("chair", scope=(TPS_A,))
+    store = Store.open(tmp_path / "home", world.now)
+    try:
+        trust = TrustStore(world.root.public)  # a fresh node: only the pinned root
+        raws = [device_cert.encode(), world.issuer_cert.encode()]  # the issuer's last
+        outs = accept_batch(store.sync_db(), trust, raws, peer="", origin="relayed", scope="",
+                            now=world.now)  # fmt: skip
+        assert [o.status for o in outs] == ["stored", "stored"], outs
+    finally:
+        store.close()
