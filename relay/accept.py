@@ -20,7 +20,7 @@ from aiohttp import web
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import TrustStore, Verified
 from estafet.protocol.errors import ProtocolError
-from estafet.protocol.objects import FETCH_PRIORITY, Envelope, decode_envelope
+from estafet.protocol.objects import FETCH_PRIORITY, MAX_CHAIN, Envelope, decode_envelope
 
 from .store import StoreDB, in_scope, object_region, receipt_refusal
 
@@ -86,8 +86,10 @@ def accept_batch(
                 decoded=envs[i],
             )  # fmt: skip
         # a certificate may need another of the same kind that sorted after it (a device's
-        # certificate before the issuer's, by id): again while the batch teaches new signers
-        while again := [i for i in order if _unknown_signer(out[i])]:
+        # certificate before the issuer's, by id): again while the batch teaches new signers,
+        # at most once per link of the longest chain (more passes cannot teach anything)
+        for _ in range(MAX_CHAIN):
+            again = [i for i in order if _unknown_signer(out[i])]
             for i in again:
                 out[i] = accept(
                     sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
