@@ -153,14 +153,14 @@ class NodePort:
         return self._home.path
 
     def identity(self) -> dict[str, Any]:
-        cert = self._node.cert
+        cert = self._node.replica.cert
         body = cert.body if cert is not None else None
         scope, elections, label = [], [], ""
         if isinstance(body, CertificateBody):
             scope, elections, label = list(body.scope), list(body.elections), body.label
         return {
             "key": self._node.key_hex,
-            "role": self._node.role,
+            "role": self._node.replica.role,
             "scope": scope,
             "elections": elections,
             "label": label,
@@ -169,7 +169,7 @@ class NodePort:
         }
 
     def manifest(self) -> Manifest | None:
-        return self._node.trust.manifest
+        return self._node.replica.trust.manifest
 
     def now(self) -> int:
         return self._node.now()
@@ -229,18 +229,20 @@ class NodePort:
     async def submit(
         self, key: SigningKey, form: dict[str, Any], photos: list[bytes]
     ) -> tuple[str, list[Violation]]:
-        """Check, sign and store a result with the officer's unlocked key; wake the sync."""
-        node, now = self._node, self._node.now()
+        """Check, sign and store a result with the officer's unlocked key; wake the sync. The
+        node's own trust store is used (and learns what is signed), on the writer thread."""
+        node, now, trust = self._node, self._node.now(), self._node.replica.trust
         sub = await node.store.write(
-            lambda _sdb: submit_result_data(node.store, key, self._root, form, photos, now)
-        )
+            lambda _sdb: submit_result_data(node.store, key, self._root, form, photos, now,
+                                            trust=trust)
+        )  # fmt: skip
         node.changed()
         return sub.id.hex(), sub.warnings
 
     async def endorse(self, key: SigningKey, result_id: bytes) -> str:
-        node, now = self._node, self._node.now()
+        node, now, trust = self._node, self._node.now(), self._node.replica.trust
         env = await node.store.write(
-            lambda _sdb: endorse(node.store, key, self._root, result_id, now, "agree")
+            lambda _sdb: endorse(node.store, key, self._root, result_id, now, "agree", trust=trust)
         )
         node.changed()
         return env.id.hex()
@@ -254,10 +256,10 @@ class NodePort:
         self, key: SigningKey, result_id: bytes, reason: str, photos: list[bytes]
     ) -> str:
         """Sign an objection (member, witness or PTPS) to a held result, with its photos."""
-        node, now = self._node, self._node.now()
+        node, now, trust = self._node, self._node.now(), self._node.replica.trust
         env = await node.store.write(
             lambda _sdb: plenary.object_to(node.store, key, self._root, result_id, reason,
-                                           photos, now)
+                                           photos, now, trust=trust)
         )  # fmt: skip
         node.changed()
         return env.id.hex()
@@ -278,11 +280,11 @@ class NodePort:
             subject = parse_key_code(code)
         except ProtocolError as exc:
             raise PortError(str(exc)) from exc
-        node, now = self._node, self._node.now()
+        node, now, trust = self._node, self._node.now(), self._node.replica.trust
         env = await node.store.write(
             lambda _sdb: plenary.admit(node.store, key, self._root, subject, role=role,
                                        pair=pair, seat=seat, elections=elections, label=name,
-                                       mandate=mandate, now=now)
+                                       mandate=mandate, now=now, trust=trust)
         )  # fmt: skip
         node.changed()
         return env.id.hex()

@@ -74,7 +74,7 @@ def open_central(
         clock=clock,
         ssl_context=tls,
     )
-    node.cert = authority.issuer_cert  # what the centre proves its key with (relay.auth)
+    node.replica.cert = authority.issuer_cert  # what the centre proves its key with (auth)
     sdb = node.store.sync_db()
     now = int(clock())
     for env in (authority.revocation_env, authority.issuer_cert, authority.manifest_env):

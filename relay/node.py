@@ -3,15 +3,26 @@ syncing with them, and pushing to the central server whenever it is reachable.
 
 Theory of operation
 -------------------
-:class:`Node` owns every long-lived part and every background task it starts (no globals).
-``start()`` opens the store, loads what the store already trusts, binds the HTTP socket (then
-the daemon reports ready), and starts discovery and the sync scheduler. The scheduler wakes every
-``sync_interval`` seconds (or at once when discovery reports a new peer or a peer reports a
-working uplink), picks peers that are not backing off, central-reaching peers first, and runs
-a :class:`~.sync.SyncSession` with each, up to ``MAX_SESSIONS`` at once, each inside a
-``SESSION_BUDGET`` (issue 11: three black holes claiming an uplink held delivery for 60 s).
-Failures back off exponentially with jitter; a peer that served forged data or a wrong blob is
-penalised with a longer backoff.
+:class:`Node` wires the parts together and owns their lifetimes and every background task it
+starts (no globals). The parts, each unit-tested alone:
+
+* :class:`~.replica.Replica`: the store, the trust store, who we are (certificate, role,
+  scope), the reconciler and fingerprint caches, change notification;
+* :class:`~.peers.PeerTable`: addresses, backoff, who reaches the centre;
+* :class:`~.scheduler.Scheduler`: when to sync with whom, ``MAX_SESSIONS`` at once, each inside
+  ``SESSION_BUDGET``; it runs :meth:`Node._run_session`, a :class:`~.sync.SyncSession` over an
+  :class:`~.client.HttpPeerClient`;
+* :class:`~.receiver.BlobReceiver`: photos arriving, resumed and hash-checked;
+* :class:`~.discovery.Discovery`: mDNS, beacon, sweep, given plain values and callbacks;
+* the sink (:class:`~.accept.Sink`): a device's ``Carrier`` or the central server's.
+
+The node itself keeps what ties them to the network: the HTTP server (``api.make_app`` over
+the node, with the connection guard), the HTTP client session, the request budgets, the
+address watcher and the status views. ``__init__`` opens the store and loads what it already
+trusts; ``start()`` binds the socket (then the daemon reports ready) and starts discovery, the
+scheduler and the address watcher; ``stop()`` ends them all, saves the peer table, closes the
+store. Something stored (``changed``), a new peer or a peer reporting a working uplink wakes
+the scheduler at once.
 """
 
 from __future__ import annotations
@@ -30,12 +41,12 @@ from aiohttp import web
 
 from estafet.crypto.keys import SigningKey
 from estafet.crypto.trust import TrustStore
-from estafet.protocol.objects import CertificateBody, Envelope, decode_envelope, encode_envelope
-from estafet.protocol.reconcile import Reconciler, fingerprint
+from estafet.protocol.objects import CertificateBody
+from estafet.protocol.reconcile import Reconciler
 
-from .accept import Sink, load_trust
+from .accept import Sink
 from .api import make_app
-from .auth import AuthError, Budget, Gate, check_certificate
+from .auth import Budget, Gate
 from .client import HttpPeerClient, PeerClient
 from .conns import ConnectionGuard
 from .discovery import Discovery, local_ipv4
@@ -43,15 +54,13 @@ from .errors import ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
 from .peers import Peer, PeerTable, Stats
 from .receiver import BlobReceiver
+from .replica import Replica
+from .scheduler import Scheduler
 from .sink import CARRIER
 from .store import Store, StoreDB
 from .sync import Report, SyncSession
 
 log = logging.getLogger("estafet.node")
-MAX_SESSIONS = 4
-"""Sessions the scheduler runs at once: one black-hole peer cannot hold the others."""
-SESSION_BUDGET = 120.0
-"""Seconds one scheduled session may take; what moved is kept, the next session goes on."""
 PUBLIC_READS_PER_MINUTE = 600
 HANDSHAKES_PER_MINUTE = 30
 ADDRESS_POLL = 5.0
@@ -61,6 +70,10 @@ bench figure 7); a walk takes minutes, so noticing it within 5 s loses nothing."
 
 
 class Node:
+    """Wires the parts (see the module docstring) and owns their lifetimes. The attributes and
+    methods the API handlers and sessions use (``api.Served``, ``sync.Local``) are the node's
+    own or forward to :attr:`replica`."""
+
     def __init__(
         self,
         home: Path,
@@ -78,14 +91,22 @@ class Node:
         self.key = key
         self.sink = sink
         self.clock = clock
-        self.trust = TrustStore(root_public)
-        self.store: Store = Store.open(home, int(clock()), quota=config.quota_mb * 1024 * 1024)
-        self.cert: Envelope | None = None
-        self.role = role or "node"
-        self.scope = config.scope
         self.stats = Stats()
-        self._wake = asyncio.Event()
-        self.peers = PeerTable(key.id.hex(), clock, self._wake.set)
+        self.peers = PeerTable(key.id.hex(), clock)
+        self.scheduler = Scheduler(self.peers, self._run_session, self.stats, config.sync_interval)
+        self.peers.wake = self.scheduler.wake  # a new peer, an uplink reported: sync now
+        self.replica = Replica.open(
+            home,
+            root_public,
+            clock,
+            quota=config.quota_mb * 1024 * 1024,
+            role=role,
+            scope=config.scope,
+            reaches_centre=sink.reaches_centre,
+            on_change=self.scheduler.wake,
+        )
+        self.store: Store = self.replica.store
+        self.trust: TrustStore = self.replica.trust
         self.gate = Gate(key, clock)
         self.public_budget = Budget(PUBLIC_READS_PER_MINUTE, 60.0, clock)
         """Requests per address per minute from callers without a token (429 past it)."""
@@ -98,129 +119,51 @@ class Node:
         self._listener: asyncio.Server | None = None
         self.conns: ConnectionGuard | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._rec_cache: dict[str, tuple[int, Reconciler, list[tuple[int, bytes]]]] = {}
-        self._version = 0
-        self._fp_cache: tuple[tuple[int, ...], bytes] | None = None
         self._stopping = False
-        self._sessions = asyncio.Semaphore(MAX_SESSIONS)
-        self._in_session: set[str] = set()
         self._bad_noted: dict[tuple[str, str], float] = {}
         self.discovery: Discovery | None = None
         self.receiver = BlobReceiver(self.store, sink, self.stats, self.changed, self.now)
         self.ssl_context = ssl_context
-        self._load_identity()
 
-    # --- identity -----------------------------------------------------------------------
-    def _load_identity(self) -> None:
-        sdb = self.store.sync_db()
-        load_trust(sdb, self.trust, self.now())
-        cert_id = sdb.get_meta("certificate")
-        if cert_id:
-            raws = sdb.get_raw([bytes.fromhex(cert_id)])
-            if raws:
-                self.cert = decode_envelope(raws[0])
-        body = self.cert.body if self.cert else None
-        if isinstance(body, CertificateBody):
-            if self.role == "node":
-                self.role = body.role
-            if not self.scope and body.scope:
-                self.scope = body.scope[0]
-        if self.sink.reaches_centre:
-            self.role = "central"
-            self.scope = ""
+    # --- the replica, as the handlers and sessions see it ----------------------------------
+    @property
+    def scope(self) -> str:
+        return self.replica.scope
+
+    @scope.setter
+    def scope(self, value: str) -> None:
+        self.replica.scope = value
 
     def now(self) -> int:
         return int(self.clock())
 
     def own_certificate(self) -> bytes | None:
-        """Our certificate (with the issuer's, so a peer that lacks it can check the chain)."""
-        if self.cert is None:
-            return None
-        if self.cert.chain or self.cert.signer == self.trust.root_id:
-            return self.cert.encode()
-        issuers = [
-            c.encode()
-            for c in self.trust.certificates()
-            if isinstance(c.body, CertificateBody) and c.body.role == "issuer"
-        ]
-        return encode_envelope(self.cert.content, self.cert.signature, tuple(issuers[:4]))
+        return self.replica.own_certificate()
 
     async def check_certificate(self, raw: bytes) -> CertificateBody:
-        """A peer's certificate, checked on the writer thread (the only one touching trust)."""
-        if len(raw) > 64 * 1024:
-            raise AuthError("certificate too large")
-        now = self.now()
-        return await self.store.write(lambda _sdb: check_certificate(self.trust, raw, now))
+        return await self.replica.check_certificate(raw)
+
+    def changed(self) -> None:
+        self.replica.changed()
+
+    async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler:
+        return await self.replica.reconciler(scope, initiator=initiator)
 
     @property
     def key_hex(self) -> str:
         return self.key.id.hex()
-
-    def changed(self) -> None:
-        self._version += 1
-        self._wake.set()
-
-    # --- reconciliation -----------------------------------------------------------------
-    async def reconciler(self, scope: str, *, initiator: bool = False) -> Reconciler:
-        """The cached responder over ``scope`` (stateless, shared by every incoming session),
-        or with ``initiator`` a fresh one over the same items: an initiator keeps per-session
-        state, and our own sessions (scheduler, ``sync_now``) may run at the same time."""
-
-        def build(sdb: StoreDB) -> tuple[int, list[tuple[int, bytes]] | None]:
-            version = int(
-                sdb.db.execute("SELECT coalesce(max(rowid), 0) FROM objects").fetchone()[0]
-            )
-            cached = self._rec_cache.get(scope)
-            if cached and cached[0] == version:
-                return version, None
-            return version, sdb.items(scope)
-
-        version, items = await self.store.read(build)
-        cached = self._rec_cache.get(scope)
-        if items is None and cached is not None:
-            return cached[1].session() if initiator else cached[1]
-        if items is None:  # evicted from the cache meanwhile
-            items = await self.store.read(StoreDB.items, scope)
-        rec = Reconciler(items)
-        self._rec_cache[scope] = (version, rec, items)
-        if len(self._rec_cache) > 16:
-            self._rec_cache.pop(next(iter(self._rec_cache)))
-        return rec.session() if initiator else rec
-
-    async def store_fingerprint(self) -> bytes:
-        """The fingerprint of our scope's items (advertised in mDNS and /v1/info, a hint only).
-        Kept while the database files are unchanged, checked with a stat on this thread: the
-        mDNS refresh every 10 s otherwise woke a reader thread (and traded the GIL) in an idle
-        daemon. Any commit, ours or another process's (``result submit``), changes the stamp."""
-        stamp = self._store_stamp()
-        if self._fp_cache is not None and self._fp_cache[0] == stamp:
-            return self._fp_cache[1]
-        items = await self.store.read(StoreDB.items, self.scope)
-        fp = fingerprint(items)
-        self._fp_cache = (stamp, fp)  # stamped before reading: never older than its stamp
-        return fp
-
-    def _store_stamp(self) -> tuple[int, ...]:
-        out: list[int] = []
-        for path in (self.store.path, self.store.path.with_name(self.store.path.name + "-wal")):
-            try:
-                st = path.stat()
-                out += [st.st_mtime_ns, st.st_size, st.st_ino]
-            except OSError:
-                out += [0, 0, 0]
-        return tuple(out)
 
     # --- what we tell others --------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
         return {
             "v": 1,
             "key": self.key.id,
-            "role": self.role,
+            "role": self.replica.role,
             "scope": self.scope,
             "name": self.config.name,
             "central_ok": self.stats.uplink_ok or self.sink.reaches_centre,
-            "fingerprint": await self.store_fingerprint(),
-            "certificate": self.cert.encode() if self.cert else None,
+            "fingerprint": await self.replica.store_fingerprint(),
+            "certificate": cert.encode() if (cert := self.replica.cert) else None,
         }
 
     async def status(self) -> dict[str, Any]:
@@ -228,7 +171,7 @@ class Node:
         usage = await self.store.read(StoreDB.usage)
         return {
             "key": self.key_hex,
-            "role": self.role,
+            "role": self.replica.role,
             "scope": self.scope,
             "name": self.config.name,
             "listen": self.config.listen,
@@ -366,7 +309,7 @@ class Node:
             self.key,
             lambda: self.port,
             self._advert,
-            self.store_fingerprint,
+            self.replica.store_fingerprint,
             self.add_peer,
             self.spawn,
             lambda: self.http,
@@ -377,7 +320,7 @@ class Node:
         log.info(
             "node %s (%s, scope %r) listening on %s:%d",
             self.key_hex[:12],
-            self.role,
+            self.replica.role,
             self.scope,
             host,
             self.port,
@@ -391,9 +334,9 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
         if self.discovery is not None:
             await self.discovery.stop()
+        await self.scheduler.stop()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -409,7 +352,7 @@ class Node:
             await self._save_peers()
         finally:
             self.decoder.shutdown(wait=False, cancel_futures=True)
-            self.store.close()
+            self.replica.close()
 
     async def _save_peers(self) -> None:
         now = self.now()
@@ -434,43 +377,15 @@ class Node:
     def _advert(self) -> dict[str, str]:
         """What discovery announces besides our key and fingerprint."""
         up = self.stats.uplink_ok or self.sink.reaches_centre
-        return {"role": self.role, "scope": self.scope, "up": "1" if up else "0"}
+        return {"role": self.replica.role, "scope": self.scope, "up": "1" if up else "0"}
 
     async def _scheduler(self) -> None:
-        while not self._stopping:
-            # no peer known: nothing to retry, so sleep until one appears (add_peer wakes us)
-            # rather than tick every sync_interval (each tick is a wake-up of an idle daemon)
-            interval = self.config.sync_interval if self.peers else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
-            self._wake.clear()
-            if self._stopping:
-                return
-            ready = [p for p in self.peers.ready() if p.url not in self._in_session]
-            for peer in ready:
-                await self._sessions.acquire()  # at most MAX_SESSIONS at once
-                if self._stopping:
-                    self._sessions.release()
-                    return
-                self._in_session.add(peer.url)
-                self.spawn(self._session(peer), f"session {peer.label[:16]}")
-            self.stats.uplink_ok = self.peers.uplink_ok()
+        """The supervised scheduler loop (tests replace this method to sync by hand)."""
+        await self.scheduler.run()
 
-    async def _session(self, peer: Peer) -> None:
-        """One scheduled session, inside its time budget: a black hole costs one slot for at
-        most ``SESSION_BUDGET`` seconds while the other sessions go on (issue 11, item 7)."""
-        try:
-            async with asyncio.timeout(SESSION_BUDGET):
-                await SyncSession(self, peer, self.client_for(peer)).run()
-        except TimeoutError:
-            self.peers.failed(peer, f"session over its {SESSION_BUDGET:.0f} s budget")
-        except Exception as exc:  # e.g. disk full: never let the scheduler end
-            log.exception("sync with %s failed", peer.label)
-            self.peers.failed(peer, f"{type(exc).__name__}: {exc}")
-        finally:
-            self._in_session.discard(peer.url)
-            self._sessions.release()
-            self.stats.uplink_ok = self.peers.uplink_ok()
+    async def _run_session(self, peer: Peer) -> None:
+        """One session, as the scheduler runs it (inside its budget)."""
+        await SyncSession(self, peer, self.client_for(peer)).run()
 
     async def sync_now(self, url: str) -> Report:
         """Run one session with ``url`` at once (tests, ``node sync``)."""

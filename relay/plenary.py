@@ -48,7 +48,11 @@ from .errors import ConfigError, RelayError
 from .store import Store, StoreDB
 
 
-def _trust(sdb: StoreDB, root_public: bytes, now: int) -> TrustStore:
+def _trust(sdb: StoreDB, root_public: bytes, now: int, held: TrustStore | None) -> TrustStore:
+    """``held``: the running node's trust store (the daemon, the phone app), used as is; the
+    CLI has none and loads one from the store."""
+    if held is not None:
+        return held
     trust = TrustStore(root_public)
     load_trust(sdb, trust, now)
     return trust
@@ -89,11 +93,11 @@ def photo_refs(datas: Iterable[bytes]) -> tuple[PhotoRef, ...]:
 
 def _sign_store(
     store: Store, key: SigningKey, root: bytes, kind: str, body: Body, photos: list[bytes],
-    now: int,
+    now: int, trust: TrustStore | None,
 ) -> Envelope:  # fmt: skip
     """Sign ``body``, keep its photos as blobs first, then verify and store it like any hop."""
     sdb = store.sync_db()
-    trust = _trust(sdb, root, now)
+    trust = _trust(sdb, root, now, trust)
     env = seal(kind, body, key, now, chain=signer_chain(sdb, trust, key))
     for data in photos:
         digest = hashlib.sha256(data).digest()
@@ -118,7 +122,7 @@ def _held_result(sdb: StoreDB, result_id: bytes) -> Envelope:
 def admit(
     store: Store, key: SigningKey, root: bytes, subject: bytes, *, role: str, pair: int,
     seat: int, elections: tuple[str, ...], label: str, mandate: bytes | None, now: int,
-    hours: int = 24,
+    hours: int = 24, trust: TrustStore | None = None,
 ) -> Envelope:  # fmt: skip
     """The chair admits ``subject`` (a raw public key) at its own TPS from now for ``hours``."""
     sdb = store.sync_db()
@@ -130,7 +134,8 @@ def admit(
         subject, role, cert.scope[0], tuple(sorted(set(elections))), pair, seat, now - 3600,
         now - 3600 + span, label, photo_refs([mandate] if mandate else []),
     )  # fmt: skip
-    return _sign_store(store, key, root, "admission", body, [mandate] if mandate else [], now)
+    return _sign_store(store, key, root, "admission", body, [mandate] if mandate else [], now,
+                       trust)  # fmt: skip
 
 
 def _own_certificate(sdb: StoreDB, key: SigningKey) -> CertificateBody:
@@ -143,17 +148,17 @@ def _own_certificate(sdb: StoreDB, key: SigningKey) -> CertificateBody:
 
 def object_to(
     store: Store, key: SigningKey, root: bytes, result_id: bytes, reason: str,
-    photos: list[bytes], now: int,
+    photos: list[bytes], now: int, *, trust: TrustStore | None = None,
 ) -> Envelope:  # fmt: skip
     """Object to a held result (a member, witness or the PTPS), with up to three photos."""
     result = _held_result(store.sync_db(), result_id)
     body = ObjectionBody(result.id, result.tps, result.election, reason, photo_refs(photos))
-    return _sign_store(store, key, root, "objection", body, photos, now)
+    return _sign_store(store, key, root, "objection", body, photos, now, trust)
 
 
 def correct(
     store: Store, key: SigningKey, root: bytes, result_id: bytes, numbers: dict[str, Any],
-    reason: str, minutes: bytes | None, now: int,
+    reason: str, minutes: bytes | None, now: int, *, trust: TrustStore | None = None,
 ) -> Envelope:  # fmt: skip
     """The PPK's correction of a held result: ``numbers`` are the form fields that change."""
     result = _held_result(store.sync_db(), result_id)
@@ -165,7 +170,7 @@ def correct(
         raise RelayError(f"correction numbers: {exc}") from exc
     photos = [minutes] if minutes else []
     body = CorrectionBody(result.id, parsed, reason, photo_refs(photos))
-    return _sign_store(store, key, root, "correction", body, photos, now)
+    return _sign_store(store, key, root, "correction", body, photos, now, trust)
 
 
 def _verified(sdb: StoreDB, trust: TrustStore, kinds: list[str], now: int) -> list[Verified]:
@@ -214,11 +219,14 @@ def standing_corrections(
     return latest_corrections(items)
 
 
-def sign_dhasil(store: Store, key: SigningKey, root: bytes, election: str, now: int) -> Envelope:
+def sign_dhasil(
+    store: Store, key: SigningKey, root: bytes, election: str, now: int, *,
+    trust: TrustStore | None = None,
+) -> Envelope:  # fmt: skip
     """The PPK signs the D.Hasil of its kecamatan for ``election`` from the results it holds
     (the counting rule) and the standing corrections."""
     sdb = store.sync_db()
-    trust = _trust(sdb, root, now)
+    trust = _trust(sdb, root, now, trust)
     cert = _own_certificate(sdb, key)
     if cert.role != "ppk" or len(cert.scope) != 1 or len(cert.scope[0]) != 6:
         raise RelayError("only a PPK (enrolled for one kecamatan) signs the D.Hasil")
@@ -230,7 +238,7 @@ def sign_dhasil(store: Store, key: SigningKey, root: bytes, election: str, now: 
     results = counted_results(sdb, trust, kec, election, now)
     body = make_dhasil(kec, election, [str(n) for n in e.ballot_numbers], results,
                        standing_corrections(sdb, trust, now))  # fmt: skip
-    return _sign_store(store, key, root, "dhasil", body, [], now)
+    return _sign_store(store, key, root, "dhasil", body, [], now, trust)
 
 
 # --- the plenary's per-TPS view ----------------------------------------------------------------
