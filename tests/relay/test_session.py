@@ -38,7 +38,7 @@ class MemoryPeer:
         """What the handshake proves: the other node's key (no signatures in memory)."""
         self._call("authenticate")
         o = self.other
-        return Proven(o.key.id.hex(), o.role, o.scope), "memory", 600.0
+        return Proven(o.key.id.hex(), o.replica.role, o.scope), "memory", 600.0
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -47,7 +47,8 @@ class MemoryPeer:
 
     async def info(self) -> dict[str, Any]:
         self._call("info")
-        return {"key": self.other.key.id, "role": self.other.role, "scope": self.other.scope}
+        o = self.other
+        return {"key": o.key.id, "role": o.replica.role, "scope": o.scope}
 
     async def reconcile(self, scope: str, message: bytes) -> bytes:
         self._call("reconcile")
