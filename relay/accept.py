@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Protocol
 
 from estafet.crypto.errors import VerifyError
 from estafet.crypto.trust import TrustStore, Verified
@@ -23,6 +21,9 @@ from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import FETCH_PRIORITY, MAX_CHAIN, Envelope, decode_envelope
 
 from .store import StoreDB, in_scope, object_region, receipt_refusal
+
+if TYPE_CHECKING:  # the sink's extra routes only: verifying and storing need no HTTP
+    from aiohttp import web
 
 log = logging.getLogger("estafet.accept")
 

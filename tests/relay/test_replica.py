@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,3 +193,13 @@ async def test_the_store_stamp_changes_with_every_commit(replica: Replica, world
     assert len(stamp) == 6 and stamp[:3] != (0, 0, 0)
     await replica.store.write(store_result, replica.trust, world, "chair-a")
     assert replica.store_stamp() != stamp
+
+
+def test_the_replica_and_the_scheduler_load_no_http_or_discovery() -> None:
+    """They are unit-tested alone because they need no network stack: keep it so."""
+    code = (
+        "import sys, estafet.relay.replica, estafet.relay.scheduler, estafet.relay.peers\n"
+        "print(sorted(m for m in ('aiohttp', 'zeroconf') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
