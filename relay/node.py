@@ -122,7 +122,7 @@ class Node:
         self._stopping = False
         self._bad_noted: dict[tuple[str, str], float] = {}
         self.discovery: Discovery | None = None
-        self.receiver = BlobReceiver(self.store, sink, self.stats, self.changed, self.now)
+        self.receiver = BlobReceiver(self.store, sink, self.stats, self.replica.changed, self.now)
         self.ssl_context = ssl_context
 
     # --- the replica, as the handlers and sessions see it ----------------------------------
