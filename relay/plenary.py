@@ -49,7 +49,7 @@ from .store import Store, StoreDB
 
 
 def _trust(sdb: StoreDB, root_public: bytes, now: int, held: TrustStore | None) -> TrustStore:
-    """``held``: the running node's trust store (the daemon, the phone app), used as is; the
+    """``held``: the running node's trust store (the phone app passes it), used as is; the
     CLI has none and loads one from the store."""
     if held is not None:
         return held
