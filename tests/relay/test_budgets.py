@@ -101,11 +101,10 @@ async def test_a_hostile_peer_flooding_bad_signatures_is_cut_off_and_an_honest_p
     checked = 0
     deferred = 0
     retry: set[str | None] = set()
-    stop = asyncio.Event()
 
     async def flood(http: aiohttp.ClientSession) -> None:
         nonlocal checked, deferred
-        while not stop.is_set():
+        for _ in range(8):  # 4 x 8 x 512 = 16,384 checks without a budget
             status, body, after = await push(http, s.url, token, junk)
             statuses.append(status)
             results = body.get("results", [])
@@ -114,16 +113,12 @@ async def test_a_hostile_peer_flooding_bad_signatures_is_cut_off_and_an_honest_p
             deferred += sum(r["status"] == "deferred" for r in results)
             if status == 429:
                 retry.add(after)
-            await asyncio.sleep(0)
 
     async with aiohttp.ClientSession() as http:
         floods = [asyncio.create_task(flood(http)) for _ in range(4)]
         while len(statuses) < 4:  # the flood is on
             await asyncio.sleep(0.01)
         rep = await s.phone.sync_now(s.url)  # the honest push, during the flood
-        while 429 not in statuses:
-            await asyncio.sleep(0.01)
-        stop.set()
         await asyncio.gather(*floods)
 
     assert rep.ok, rep.error
