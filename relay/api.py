@@ -267,9 +267,15 @@ async def objects_get(request: web.Request) -> web.Response:
 async def objects_put(request: web.Request) -> web.Response:
     """Verify and store a batch. The caller's byte and signature-check budgets
     (:mod:`.budgets`) are spent here: 429 with ``Retry-After`` once either is spent; what was
-    stored before that stays stored, the rest of the batch is answered ``deferred``."""
+    stored before that stays stored, the rest of the batch is answered ``deferred``. One push
+    per peer at a time: a flood from many connections queues behind itself, not before others."""
     node = request.app[NODE]
     peer = _proven(request)
+    async with node.peer_budgets.turn(peer):  # one push per peer at a time
+        return await _put(node, request, peer)
+
+
+async def _put(node: Served, request: web.Request, peer: str) -> web.Response:
     budgets = node.peer_budgets
     if budgets.exhausted(peer) or not budgets.spend_bytes(peer, request.content_length or 0):
         return _over_budget(node, request, peer, "upload or signature-check budget spent")

@@ -13,7 +13,9 @@ every honest peer's push then waits behind the junk (issue 11, item 7). So each 
   counted *before* it is verified, retries of an unknown signer included.
 
 Past either, the request is answered 429 with ``Retry-After`` (the seconds until the window
-ends). Objects verified and stored before the budget ran out stay stored (they are committed
+ends). And one key's pushes are verified one at a time (:meth:`PeerBudgets.turn`): the writer
+thread takes work first come, first served, so four connections pushing 512 junk objects each
+put four batches ahead of an honest peer's push; one at a time, at most one. Objects verified and stored before the budget ran out stay stored (they are committed
 with the batch); the rest are answered ``deferred`` and come again in a later session.
 
 Why these defaults: an honest peer on count night never reaches them. Kotabaru (the fixture
@@ -31,9 +33,11 @@ gets at most that per 10 minutes (~3.6 MB/s and 100 checks/s on average) instead
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from .auth import Budget
@@ -67,6 +71,23 @@ class PeerBudgets:
         self._lock = threading.Lock()
         self.refused = 0
         """Requests answered 429 because a peer's budget ran out (``/v1/status``, tests)."""
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, peer: str) -> AsyncIterator[None]:
+        """Wait until no other push of ``peer``'s is being read or verified (event loop only;
+        an entry lives while someone holds or waits for it)."""
+        lock, users = self._turns.get(peer, (asyncio.Lock(), 0))
+        self._turns[peer] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[peer]
+            if users <= 1:
+                del self._turns[peer]
+            else:
+                self._turns[peer] = (lock, users - 1)
 
     def spend_bytes(self, peer: str, n: int) -> bool:
         """Spend ``n`` upload bytes of ``peer``'s; False (nothing spent) when they do not fit."""

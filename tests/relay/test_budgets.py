@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from estafet.protocol.objects import Envelope, encode_envelope
-from estafet.relay import wire
+from estafet.relay import api, wire
 from estafet.relay.budgets import PeerBudgets, PeerLimits
 from estafet.relay.local import submit_result
 from estafet.relay.node import Node
@@ -189,3 +191,37 @@ async def test_a_hostile_peer_uploading_without_end_is_cut_off_at_its_byte_budge
     assert rep.ok, rep.error
     for sha in s.shas:
         assert await s.relay.store.read(StoreDB.has_blob, sha)
+
+
+async def test_one_peers_pushes_are_verified_one_at_a_time_so_an_honest_push_does_not_queue_behind_them(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread serves first come, first served: four junk batches of one hostile key
+    in flight used to be verified before an honest push that came a moment later. Now one key
+    has one push in the writer's queue at a time, so the honest push is next after the batch
+    being verified (inside the budget: this is the flood before the cut-off)."""
+    s = scene
+    order: list[str] = []
+    gate = threading.Event()
+    real = api.accept_batch
+
+    def recording(sdb: StoreDB, *args: Any, peer: str, **kw: Any) -> Any:
+        order.append("hostile" if peer == s.hostile.key_hex else "honest")
+        if len(order) == 1:
+            gate.wait(10)  # the first hostile batch is being verified while the rest arrive
+        return real(sdb, *args, peer=peer, **kw)
+
+    monkeypatch.setattr(api, "accept_batch", recording)
+    junk = junk_results(s.world, 64)
+    raw = (await s.phone.store.read(StoreDB.get_raw, [s.result]))[0]
+    hostile = await auth_headers(s.url, s.hostile)
+    honest = await auth_headers(s.url, s.phone)
+    async with aiohttp.ClientSession() as http:
+        floods = [asyncio.create_task(push(http, s.url, hostile, junk)) for _ in range(4)]
+        await asyncio.sleep(0.3)
+        mine = asyncio.create_task(push(http, s.url, honest, [raw]))
+        await asyncio.sleep(0.3)
+        gate.set()
+        assert (await mine)[0] == 200
+        assert [r[0] for r in await asyncio.gather(*floods)] == [200] * 4
+    assert order == ["hostile", "honest", "hostile", "hostile", "hostile"], order
