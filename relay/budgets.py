@@ -13,13 +13,14 @@ every honest peer's push then waits behind the junk (issue 11, item 7). So each 
   counted *before* it is verified, retries of an unknown signer included.
 
 Past either, the request is answered 429 with ``Retry-After`` (the seconds until the window
-ends). And one key's pushes are verified one at a time (:meth:`PeerBudgets.turn`): the writer
-thread takes work first come, first served, so four connections pushing 512 junk objects each
-put four batches ahead of an honest peer's push; one at a time, at most one. Objects verified and stored before the budget ran out stay stored (they are committed
-with the batch); the rest are answered ``deferred`` and come again in a later session.
+ends). Objects verified and stored before the budget ran out stay stored (they are committed
+with the batch); the rest are answered ``deferred`` and come again in a later session. And one
+key's pushes are read and verified one at a time (:meth:`PeerBudgets.turn`): the writer thread
+serves first come, first served, so four connections pushing 512 junk objects each put four
+batches ahead of an honest peer's push; one at a time, at most one.
 
-Why these defaults: an honest peer on count night never reaches them. Kotabaru (the fixture
-region, ``/work/shared/fixtures/kotabaru``) has 551 TPS and two elections (gubernur, bupati):
+Why these defaults: an honest peer on count night never reaches them. Kotabaru (the region of
+the test fixtures) has 551 TPS and two elections (gubernur, bupati):
 1,102 results with 3 photos of ~0.5 MB each, ~1.65 GB of photos for the whole regency. The
 largest kecamatan (Pulaulaut Utara, 76 TPS) is 152 results and ~228 MB. Counted generously, a
 result travels with 20 objects (its receipt, revisions, endorsements by the members and the
@@ -29,6 +30,8 @@ each gateway push its whole kecamatan; a gateway that recapped offline (Hampang,
 may bring everything it holds at once. The budgets hold *the whole regency* through one peer
 inside one window: 2 GiB (> 1.65 GB) and 60,000 checks (2x). An attacker with one enrolled key
 gets at most that per 10 minutes (~3.6 MB/s and 100 checks/s on average) instead of unbounded.
+The price of not cutting off an honest regency-wide push: 60,000 checks are ~30 s of a laptop's
+writer thread, during which one hostile key slows other pushes (``docs/security.md``, item 7).
 """
 
 from __future__ import annotations

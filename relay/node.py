@@ -36,8 +36,8 @@ from estafet.protocol.reconcile import Reconciler, fingerprint
 from .accept import Sink, load_trust
 from .api import make_app
 from .auth import AuthError, Budget, Gate, check_certificate
-from .client import HttpPeerClient, PeerClient
 from .budgets import PeerBudgets
+from .client import HttpPeerClient, PeerClient
 from .conns import AcceptErrors, ConnectionGuard
 from .discovery import Discovery, local_ipv4
 from .errors import ConfigError, StoreError

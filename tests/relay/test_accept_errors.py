@@ -100,8 +100,9 @@ async def test_a_thousand_failed_accepts_are_two_lines_and_other_errors_go_to_th
                 ctx = {"message": "socket.accept() out of system resource", "exception": emfile,
                        "socket": sock}  # fmt: skip
             else:
+                enobufs = OSError(errno.ENOBUFS, "No buffer space available")
                 ctx = {"message": "Error on transport creation for incoming connection",
-                       "exception": OSError(errno.ENOBUFS, "No buffer space available")}  # fmt: skip
+                       "exception": enobufs}  # fmt: skip
             loop.call_exception_handler(ctx)
         loop.call_exception_handler({"message": "something else", "exception": ValueError("x")})
         await asyncio.sleep(0.5)  # one tick with the count, then a quiet one ends the burst

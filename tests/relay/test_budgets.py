@@ -193,7 +193,7 @@ async def test_a_hostile_peer_uploading_without_end_is_cut_off_at_its_byte_budge
         assert await s.relay.store.read(StoreDB.has_blob, sha)
 
 
-async def test_one_peers_pushes_are_verified_one_at_a_time_so_an_honest_push_does_not_queue_behind_them(
+async def test_one_push_per_peer_at_a_time_so_an_honest_push_does_not_queue_behind_a_flood(
     scene: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writer thread serves first come, first served: four junk batches of one hostile key

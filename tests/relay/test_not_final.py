@@ -69,7 +69,8 @@ async def test_a_not_final_refusal_does_not_penalise_the_peer_and_the_result_com
     rep = await s.ours.sync_now(s.b_url)
     assert rep.ok, rep.error  # the session is not failed for it
     assert rep.rejected == 0
-    assert await s.ours.store.read(StoreDB.has, [s.result]) == set()  # refused: signed in our future
+    # refused: signed in our future
+    assert await s.ours.store.read(StoreDB.has, [s.result]) == set()
     events = await s.ours.store.read(StoreDB.events)
     assert any(e["reason"].startswith("rejected not-yet-valid") for e in events), events
     peer = s.ours.peers[s.b_url]
