@@ -64,7 +64,10 @@ def test_real_accept_failures_are_logged_once_per_burst(tmp_path: Path) -> None:
     err.seek(0)
     records = [json.loads(x) for x in err if x.startswith("{")]
     msgs = [r["msg"] for r in records]
-    assert not [r for r in records if "out of system resource" in r["msg"] or "exc" in r], msgs
+    # no traceback per failure from asyncio's handler (other parts of a node this short of
+    # descriptors may fail and say so, e.g. the address watcher, which is started again)
+    tracebacks = [r for r in records if r["logger"] == "asyncio" or "system resource" in r["msg"]]
+    assert not tracebacks, msgs
     ours = [m for m in msgs if m.startswith("accept failed")]
     assert ours[0].startswith("accept failed: [Errno 24] Too many open files"), msgs
     counted = [int(m.group(1)) for x in ours if (m := re.match(r"accept failed (\d+) times", x))]
