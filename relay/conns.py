@@ -167,8 +167,17 @@ class AcceptErrors:
             self._timer.cancel()
             self._timer = None
         self._report()
-        if self._loop is not None and self._loop.get_exception_handler() is self:
-            self._loop.set_exception_handler(self._previous)
+        if self._loop is not None:
+            current = self._loop.get_exception_handler()
+            if current is self:
+                self._loop.set_exception_handler(self._previous)
+            # several nodes in one loop (tests, the demo) may stop in any order: a handler
+            # installed after ours keeps working, with ours spliced out of its chain
+            while isinstance(current, AcceptErrors) and current is not self:
+                if current._previous is self:
+                    current._previous = self._previous
+                    break
+                current = current._previous
         self._loop = None
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -119,3 +119,15 @@ async def test_a_thousand_failed_accepts_are_two_lines_and_other_errors_go_to_th
     assert errors.failures == 1000
     other = [r for r in caplog.records if r.getMessage() == "something else"]
     assert len(other) == 1 and other[0].name == "asyncio" and other[0].exc_info  # the default's
+
+
+async def test_handlers_of_several_nodes_restore_in_any_order() -> None:
+    loop = asyncio.get_running_loop()
+    before = loop.get_exception_handler()
+    first, second = AcceptErrors(), AcceptErrors()
+    first.install(loop)
+    second.install(loop)
+    first.restore()  # the first node stops first: the second's handler stays, without it
+    assert loop.get_exception_handler() is second
+    second.restore()
+    assert loop.get_exception_handler() is before
