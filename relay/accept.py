@@ -23,6 +23,7 @@ from estafet.crypto.trust import TrustStore, Verified
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import FETCH_PRIORITY, MAX_CHAIN, Envelope, decode_envelope
 
+from .errors import RelayError
 from .store import StoreDB, in_scope, object_region, receipt_refusal
 
 log = logging.getLogger("estafet.accept")
@@ -107,8 +108,8 @@ def accept_batch(
     return [o or _deferred(envs[i]) for i, o in enumerate(out)]
 
 
-class _Spent(Exception):
-    """The peer's signature-check budget ran out in the middle of a batch."""
+class _Spent(RelayError):
+    """The peer's signature-check budget ran out in the middle of a batch (never escapes)."""
 
 
 def _deferred(env: Envelope | None) -> Outcome:
