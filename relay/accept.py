@@ -10,8 +10,9 @@ reason.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +21,7 @@ from estafet.crypto.trust import TrustStore, Verified
 from estafet.protocol.errors import ProtocolError
 from estafet.protocol.objects import FETCH_PRIORITY, MAX_CHAIN, Envelope, decode_envelope
 
+from .errors import RelayError
 from .store import StoreDB, in_scope, object_region, receipt_refusal
 
 if TYPE_CHECKING:  # the sink's extra routes only: verifying and storing need no HTTP
@@ -31,7 +33,7 @@ log = logging.getLogger("estafet.accept")
 @dataclass(frozen=True, slots=True)
 class Outcome:
     id: bytes | None
-    status: str  # stored | duplicate | rejected | out-of-scope
+    status: str  # stored | duplicate | rejected | out-of-scope | deferred (budget spent)
     reason: str = ""
     receipt: bytes | None = None
     final: bool = True
@@ -70,35 +72,50 @@ def accept_batch(
     scope: str,
     now: int,
     sink: Sink | None = None,
+    spend: Callable[[], bool] | None = None,
 ) -> list[Outcome]:
     """Verify and store ``raws`` (through ``sink``: a device's when None); see the module
-    docstring. Blocking (writer thread)."""
-    accept = accept_one if sink is None else sink.accept
+    docstring. Blocking (writer thread).
+
+    ``spend``: called before each verification (the peer's signature-check budget,
+    :mod:`.budgets`); once it answers False nothing more is verified and every object not yet
+    judged is answered ``deferred`` (what was stored before stays stored)."""
+    judge = accept_one if sink is None else sink.accept
+
+    def accept(i: int) -> Outcome:
+        if spend is not None and not spend():
+            raise _Spent
+        return judge(sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
+                     decoded=envs[i])  # fmt: skip
+
     envs = [_decoded(raw) for raw in raws]  # decoded once, for the order and the verification
     order = sorted(range(len(raws)), key=lambda i: _priority_of(envs[i]))
     out: list[Outcome | None] = [None] * len(raws)
     # one transaction for the batch (each object's own is a savepoint inside it): one fsync per
     # batch instead of one or two per object, which bounded a batch at a few hundred per second.
     # The caller answers (or marks objects held) only after this returns, i.e. after the commit.
-    with sdb.db.atomic():
+    with sdb.db.atomic(), contextlib.suppress(_Spent):
         for i in order:
-            out[i] = accept(
-                sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
-                decoded=envs[i],
-            )  # fmt: skip
+            out[i] = accept(i)
         # a certificate may need another of the same kind that sorted after it (a device's
         # certificate before the issuer's, by id): again while the batch teaches new signers,
         # at most once per link of the longest chain (more passes cannot teach anything)
         for _ in range(MAX_CHAIN):
             again = [i for i in order if _unknown_signer(out[i])]
             for i in again:
-                out[i] = accept(
-                    sdb, trust, raws[i], peer=peer, origin=origin, scope=scope, now=now,
-                    decoded=envs[i],
-                )  # fmt: skip
+                out[i] = accept(i)
             if all(_unknown_signer(out[i]) for i in again):
                 break
-    return [o for o in out if o is not None]
+    return [o or _deferred(envs[i]) for i, o in enumerate(out)]
+
+
+class _Spent(RelayError):
+    """The peer's signature-check budget ran out in the middle of a batch (never escapes)."""
+
+
+def _deferred(env: Envelope | None) -> Outcome:
+    return Outcome(None if env is None else env.id, "deferred",
+                   "signature-check budget spent: send it again later", final=False)  # fmt: skip
 
 
 def _unknown_signer(o: Outcome | None) -> bool:

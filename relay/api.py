@@ -45,6 +45,7 @@ from estafet.protocol.reconcile import ReconcileError, Reconciler
 from . import wire
 from .accept import Sink, accept_batch
 from .auth import HEADER, TOKEN_TTL, AuthError, Budget, Gate, check_client_proof
+from .budgets import PeerBudgets
 from .errors import BlobMismatch, StoreFull
 from .peers import PeerTable
 from .receiver import BlobReceiver, ResumeMismatch
@@ -63,6 +64,7 @@ class Served(Protocol):
     gate: Gate
     public_budget: Budget
     auth_budget: Budget
+    peer_budgets: PeerBudgets
     decoder: Executor
 
     def now(self) -> int: ...
@@ -263,11 +265,25 @@ async def objects_get(request: web.Request) -> web.Response:
 
 
 async def objects_put(request: web.Request) -> web.Response:
+    """Verify and store a batch. The caller's byte and signature-check budgets
+    (:mod:`.budgets`) are spent here: 429 with ``Retry-After`` once either is spent; what was
+    stored before that stays stored, the rest of the batch is answered ``deferred``. One push
+    per peer at a time: a flood from many connections queues behind itself, not before others."""
     node = request.app[NODE]
-    _proven(request)
-    body = await _unpack(node, await _body(request), {"objects": list})
+    peer = _proven(request)
+    async with node.peer_budgets.turn(peer):  # one push per peer at a time
+        return await _put(node, request, peer)
+
+
+async def _put(node: Served, request: web.Request, peer: str) -> web.Response:
+    budgets = node.peer_budgets
+    if budgets.exhausted(peer) or not budgets.spend_bytes(peer, request.content_length or 0):
+        return _over_budget(node, request, peer, "upload or signature-check budget spent")
+    data = await _body(request)
+    if request.content_length is None and not budgets.spend_bytes(peer, len(data)):
+        return _over_budget(node, request, peer, "upload budget spent")
+    body = await _unpack(node, data, {"objects": list})
     raws = wire.bin_list(body["objects"])
-    peer = _peer_label(request)
     outcomes = await node.store.write(
         accept_batch,
         node.trust,
@@ -277,12 +293,28 @@ async def objects_put(request: web.Request) -> web.Response:
         scope=node.scope,
         now=node.now(),
         sink=node.sink,
+        spend=budgets.check_spender(peer),
     )
     _contact(node, request)
     node.changed()
     results = [{"id": o.id, "status": o.status, "reason": o.reason[:300]} for o in outcomes]
     receipts = [o.receipt for o in outcomes if o.receipt is not None]
-    return _msgpack({"results": results, "receipts": receipts})
+    answer = {"results": results, "receipts": receipts}
+    if any(o.status == "deferred" for o in outcomes):
+        return _over_budget(node, request, peer, "signature-check budget spent", answer)
+    return _msgpack(answer)
+
+
+def _over_budget(
+    node: Served, request: web.Request, peer: str, why: str, answer: dict[str, Any] | None = None
+) -> web.Response:
+    """429 with ``Retry-After`` (and what the request did get done, if anything)."""
+    node.peer_budgets.refused += 1
+    _bad(node, request, why)
+    wait = node.peer_budgets.retry_after(peer)
+    resp = _msgpack({"error": f"{why}: again in {wait} s", **(answer or {})}, 429)
+    resp.headers["Retry-After"] = str(wait)
+    return resp
 
 
 async def receipts(request: web.Request) -> web.Response:
@@ -369,10 +401,13 @@ async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response
             return _msgpack({"have": total, "complete": True})
         if request.content_length is not None and offset + request.content_length > total:
             raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
+        peer = _proven(request)  # at most the rest of the photo is read: charged up front
+        if not node.peer_budgets.spend_bytes(peer, request.content_length or total - offset):
+            return _over_budget(node, request, peer, "upload budget spent")
         await node.store.write(lambda sdb: sdb.make_room(total - offset))
         try:
             have = await node.receiver.receive(sha, total, offset, request.content,
-                                           _peer_label(request), _proven(request))  # fmt: skip
+                                               _peer_label(request), peer)  # fmt: skip
         except ResumeMismatch as exc:  # stale earlier bytes: again from zero, nobody blamed
             raise web.HTTPConflict(text="resume from 0") from exc
         except BlobMismatch as exc:

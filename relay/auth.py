@@ -169,3 +169,13 @@ class Budget:
             self._seen.clear()
         self._seen[key] = (start, used + cost)
         return True
+
+    def left(self, key: str) -> int:
+        """Events ``key`` may still spend in its current window."""
+        start, used = self._seen.get(key, (0.0, 0))
+        return self.limit if self.clock() - start >= self.window else self.limit - used
+
+    def renewed_in(self, key: str) -> float:
+        """Seconds until ``key``'s window ends (0 when it has none running)."""
+        start, _ = self._seen.get(key, (0.0, 0))
+        return max(0.0, start + self.window - self.clock())

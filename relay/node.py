@@ -47,8 +47,9 @@ from estafet.protocol.reconcile import Reconciler
 from .accept import Sink
 from .api import make_app
 from .auth import Budget, Gate
+from .budgets import PeerBudgets
 from .client import HttpPeerClient, PeerClient
-from .conns import ConnectionGuard
+from .conns import AcceptErrors, ConnectionGuard
 from .discovery import Discovery, local_ipv4
 from .errors import ConfigError, StoreError
 from .home import Home, NodeConfig, parse_hostport
@@ -111,6 +112,10 @@ class Node:
         self.public_budget = Budget(PUBLIC_READS_PER_MINUTE, 60.0, clock)
         """Requests per address per minute from callers without a token (429 past it)."""
         self.auth_budget = Budget(HANDSHAKES_PER_MINUTE, 60.0, clock)
+        self.peer_budgets = PeerBudgets(clock)
+        """Upload bytes and signature checks per proven peer (:mod:`.budgets`)."""
+        self.accept_errors = AcceptErrors()
+        """Failed ``accept()`` calls logged once per burst while we run (:mod:`.conns`)."""
         self.decoder: Executor = ThreadPoolExecutor(2, thread_name_prefix="estafet-decode")
         """Decodes large request bodies off the event loop (``api._unpack``)."""
         self.port = 0
@@ -287,11 +292,13 @@ class Node:
         server = self._runner.server
         assert server is not None
         self.conns = ConnectionGuard(server)  # a cap and a header deadline (issue 11, item 7)
+        self.accept_errors.install(asyncio.get_running_loop())
         try:
             self._listener = await asyncio.get_running_loop().create_server(
                 self.conns, host, port, ssl=self.ssl_context, reuse_address=True
             )
         except OSError as exc:
+            self.accept_errors.restore()
             await self._runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         bound = self._listener.sockets  # every listening socket
@@ -351,6 +358,7 @@ class Node:
                 await self._runner.cleanup()
             await self._save_peers()
         finally:
+            self.accept_errors.restore()
             self.decoder.shutdown(wait=False, cancel_futures=True)
             self.replica.close()
 

@@ -3,6 +3,7 @@
 For tests that need a process of its own (kill -9, network namespaces)::
 
     python -m tests.relay.run_node --home DIR --now UNIX [--listen HOST:PORT]
+        [--max-open-files N]   # once listening: at most N more file descriptors (EMFILE tests)
 
 Prints ``READY <port>`` on stdout once listening; SIGTERM or SIGINT stops it cleanly. The clock
 starts at ``--now`` (the test world's time, so certificates are valid) and then runs.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import time
 from pathlib import Path
 
@@ -20,7 +23,14 @@ from estafet.relay.home import Home
 from estafet.relay.node import Node
 
 
-async def _main(home: Path, now: int, listen: str | None) -> None:
+def _limit_open_files(more: int) -> None:
+    """Lower the soft RLIMIT_NOFILE to what is open now plus ``more``."""
+    open_now = len(os.listdir("/proc/self/fd"))
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + more, hard))
+
+
+async def _main(home: Path, now: int, listen: str | None, max_open: int | None) -> None:
     h = Home(home)
     config = h.load_config()
     if listen:
@@ -29,9 +39,13 @@ async def _main(home: Path, now: int, listen: str | None) -> None:
     assert root is not None, f"{home} has no trust anchor"
     t0 = time.monotonic()
     node = Node(home, config, h.load_key(None), root, clock=lambda: now + (time.monotonic() - t0))
-    await serve_until_signalled(
-        node.start, node.stop, lambda: print(f"READY {node.port}", flush=True)
-    )
+
+    def ready() -> None:
+        if max_open is not None:
+            _limit_open_files(max_open)
+        print(f"READY {node.port}", flush=True)
+
+    await serve_until_signalled(node.start, node.stop, ready)
 
 
 def main() -> None:
@@ -40,9 +54,10 @@ def main() -> None:
     ap.add_argument("--now", type=int, required=True)
     ap.add_argument("--listen")
     ap.add_argument("--log", default="INFO")
+    ap.add_argument("--max-open-files", type=int)
     args = ap.parse_args()
     setup_logging(args.log, as_json=True)
-    asyncio.run(_main(args.home, args.now, args.listen))
+    asyncio.run(_main(args.home, args.now, args.listen, args.max_open_files))
 
 
 if __name__ == "__main__":
