@@ -3,11 +3,12 @@
 Every signed result of Kotabaru (551 TPS x 2 elections = 1,102; quick: 200), each by its own
 KPPS chair, split into disjoint slices, one per worker process (as gateways of different
 kecamatan push to different workers behind the reverse proxy). Each worker is a real process
-(fork) with its own ``Central`` on the shared database, taking its slice in pushes of 128 as
-the central node does (``Central.batch``, group commit): the batch verified outside the lock,
-in parallel with the other workers, then one serialised write (SQLite: ``BEGIN IMMEDIATE`` on
-one file; PostgreSQL: the advisory chain lock) and one commit per batch. Timed from a common start to the last worker's end; each repeat on a fresh database
-(PostgreSQL: a real server started for the bench, tests/pgserver.py, fsync on).
+(fork) with its own ``Central`` on the shared database, taking its slice in pushes of 128 as the
+central node does (``Central.batch``, group commit): the batch verified outside the lock, in
+parallel with the other workers, then one serialised write (SQLite: ``BEGIN IMMEDIATE`` on one
+file; PostgreSQL: the advisory chain lock) and one commit per batch. Timed from a common start
+to the last worker's end; each repeat on a fresh database (PostgreSQL: a real server started for
+the bench, tests/pgserver.py, fsync on).
 
 Baseline: the 1-worker SQLite rate measured in the same run (figure 6's path). Per core: this
 machine's cores are counted; with ``v`` the verification seconds per result (parallel) and ``w``

@@ -9,13 +9,13 @@ reconcile against it) and *catches up*: it copies every receipt of the log past 
 mark (``central_log_hwm`` in the node store's meta table) and moves the mark, in the node
 store's transaction. The catch-up also runs when a photo arrives and when the node opens.
 
-A pushed batch (``objects/put``, a bundle, a sync session's push) is one transaction of
-``central.db`` (:meth:`CentralSink.batch` around :meth:`Central.batch`: group commit, one fsync
-per batch); the catch-up runs once, after that commit, inside the node store's transaction for
-the same batch, and the pusher is answered only after both committed. The object arrives
-decoded (by ``accept_batch``) and is decoded and verified once more nowhere: the central ingest
-verifies it, the node store takes the central's verdict, and the catch-up takes the receipt
-envelopes the ingest just sealed instead of decoding their bytes.
+A batch of objects arriving (an ``objects/put`` push, or a batch pulled in a sync session) is
+one transaction of ``central.db`` (:meth:`CentralSink.batch` around :meth:`Central.batch`: group
+commit, one fsync per batch); the catch-up runs once, after that commit, inside the node store's
+transaction for the same batch, and the pusher is answered only after both committed. The object
+arrives decoded (by ``accept_batch``) and is decoded and verified once more nowhere: the central
+ingest verifies it, the node store takes the central's verdict, and the catch-up takes the
+receipt envelopes the ingest just sealed instead of decoding their bytes.
 
 A crash at any instant loses no receipt: ``central.db`` commits first, the node store's copy and
 mark commit together after it, and a mark left behind by a crash is caught up at the next start
