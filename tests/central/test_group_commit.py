@@ -12,6 +12,7 @@ log holds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 from estafet.central.authority import Authority
 from estafet.central.config import write_config
+from estafet.central.db import CHECKPOINT_PAGES, SQLiteCentralDB
 from estafet.central.ingest import Central
 from estafet.central.outbox import CentralSink
 from estafet.protocol.objects import RevokedEntry, decode_envelope, encode_envelope
@@ -196,3 +198,27 @@ def _receipt_ids(c: Central) -> set[bytes]:
     rows = c.db.query("SELECT r.id FROM receipts r JOIN log l ON l.idx = r.log_idx "
                       "JOIN objects o ON o.id = l.object WHERE o.tps != ''")  # fmt: skip
     return {bytes(r["id"]) for r in rows}
+
+
+def test_sqlite_checkpoints_in_its_own_thread_and_stops_it(tmp_path: Path) -> None:
+    """The WAL is folded into central.db by the database object's own thread (SQLite's
+    automatic checkpoint on the committing thread is off), and close() stops that thread."""
+    db = SQLiteCentralDB(tmp_path / "central.db")
+    assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    assert db._checkpointer.is_alive()
+    for i in range(CHECKPOINT_PAGES + 1):  # a row change each: then the thread is woken
+        with db.write():
+            db.put_codes([{"hash": i.to_bytes(32, "big"), "role": "kpps-chair", "tps": "",
+                           "scope": "", "created": NOW, "expires_at": NOW + 1}])  # fmt: skip
+    for _ in range(100):  # the thread copies the WAL's pages into the database file
+        if (tmp_path / "central.db").stat().st_size > 64 * 1024:
+            break
+        time.sleep(0.05)
+    assert (tmp_path / "central.db").stat().st_size > 64 * 1024, "never checkpointed"
+    db.close()
+    assert not db._checkpointer.is_alive()
+    again = SQLiteCentralDB(tmp_path / "central.db")
+    try:
+        assert again.query("SELECT count(*) AS n FROM enroll_codes")[0]["n"] == i + 1
+    finally:
+        again.close()
