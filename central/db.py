@@ -6,7 +6,7 @@ portable SQL (:mod:`.schema`); two implementations supply only the connection:
 
 * :class:`SQLiteCentralDB` (the default, ``<home>/central.db``): WAL, ``synchronous=FULL`` (a
   receipt once handed out must survive a power cut, or the hash-chained log would fork), STRICT
-  tables, a 64 MiB page cache (:data:`CACHE_KIB`), checkpoints in a thread of its own.
+  tables, a 64 MiB page cache (:data:`CACHE_KIB`), a big commit's checkpoint in a thread of its own.
   :meth:`write` is ``BEGIN IMMEDIATE`` ... ``COMMIT``, which also serialises writers in other
   processes.
 * :class:`estafet.central.pg.PostgresCentralDB` (``database = "postgresql://..."`` in
@@ -504,8 +504,11 @@ page back from the OS (figure 13a). 64 MiB keeps those pages of ~500,000 results
 the cost is that much RSS at most."""
 
 
-CHECKPOINT_PAGES = 1000
-"""Row changes after which the checkpointer thread folds the WAL into the database file."""
+BIG_COMMIT = 1000
+"""Row changes in one transaction (a pushed batch) after which its checkpoint is left to the
+checkpointer thread; smaller commits keep SQLite's automatic checkpoint (every 1,000 WAL
+pages, on the committing thread)."""
+AUTO_CHECKPOINT = 1000
 CHECKPOINT_FORCED = 25_000
 """WAL pages (~100 MiB) after which the writer checkpoints itself, should the thread lag."""
 
@@ -513,13 +516,14 @@ CHECKPOINT_FORCED = 25_000
 class SQLiteCentralDB(CentralDB):
     """The default backend: one SQLite file (WAL, synchronous=FULL, STRICT tables).
 
-    Checkpoints run off the commit path: SQLite's automatic checkpoint (on the committing
-    thread, after the commit that passes 1,000 WAL pages) is off; a thread of this object, on a
-    connection of its own, runs a ``PASSIVE`` checkpoint when a commit has grown the WAL past
-    :data:`CHECKPOINT_PAGES`, while the writer goes on. A checkpoint copies pages that are
-    already durable in the WAL, so it changes nothing about what a commit guarantees. At 300,000
-    results and more each batch dirties thousands of pages, and the checkpoint had become half
-    of every batch's commit (figure 13a)."""
+    The checkpoint of a big commit (a pushed batch: :data:`BIG_COMMIT` row changes or more)
+    runs off the commit path: SQLite's automatic checkpoint is off for that ``COMMIT``, and a
+    thread of this object, on a connection of its own, runs a ``PASSIVE`` checkpoint while the
+    writer goes on. At 300,000 results and more each batch dirties thousands of pages, and the
+    checkpoint had become half of every batch's commit (figure 13a). Small commits keep the
+    automatic checkpoint: there the thread's fsync of the database file only got in the way of
+    the next commit's fsync of the WAL. A checkpoint copies pages that are already durable in
+    the WAL, so neither changes what a commit guarantees."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -532,10 +536,9 @@ class SQLiteCentralDB(CentralDB):
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={AUTO_CHECKPOINT}")
         except sqlite3.Error as exc:
             raise DatabaseError(f"{path}: cannot open: {exc}") from exc
-        self._checkpointed_at = 0
         self._behind = False
         self._wake = threading.Event()
         self._closing = False
@@ -577,15 +580,20 @@ class SQLiteCentralDB(CentralDB):
         finally:
             conn.close()
 
-    def _after_commit(self) -> None:
-        """Wake the checkpointer once the commits since its last run changed about
-        :data:`CHECKPOINT_PAGES` rows (a row change dirties at most a few pages)."""
-        changes = self.conn.total_changes
+    def _commit(self, changes: int) -> None:
+        """``COMMIT`` a transaction that made ``changes`` row changes (see the class)."""
+        if changes < BIG_COMMIT:
+            self.conn.execute("COMMIT")
+            return
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            self.conn.execute("COMMIT")
+        finally:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={AUTO_CHECKPOINT}")
         if self._behind:
             self._behind = False
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        elif changes - self._checkpointed_at >= CHECKPOINT_PAGES:
-            self._checkpointed_at = changes
+        else:
             self._wake.set()
 
     def in_transaction(self) -> bool:
@@ -598,14 +606,14 @@ class SQLiteCentralDB(CentralDB):
             if self.conn.in_transaction:
                 raise DatabaseError("write() does not nest")
             self.conn.execute("BEGIN IMMEDIATE")
+            start = self.conn.total_changes
             try:
                 yield
             except BaseException:
                 if self.conn.in_transaction:  # SQLite may have rolled back already (disk full)
                     self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
-            self._after_commit()
+            self._commit(self.conn.total_changes - start)
 
     def _run(self, sql: str, params: Params) -> tuple[int, list[Row] | None]:
         with self.lock:

@@ -21,7 +21,7 @@ import pytest
 
 from estafet.central.authority import Authority
 from estafet.central.config import write_config
-from estafet.central.db import CHECKPOINT_PAGES, SQLiteCentralDB
+from estafet.central.db import AUTO_CHECKPOINT, BIG_COMMIT, SQLiteCentralDB
 from estafet.central.ingest import Central
 from estafet.central.outbox import CentralSink
 from estafet.protocol.objects import RevokedEntry, decode_envelope, encode_envelope
@@ -200,16 +200,18 @@ def _receipt_ids(c: Central) -> set[bytes]:
     return {bytes(r["id"]) for r in rows}
 
 
-def test_sqlite_checkpoints_in_its_own_thread_and_stops_it(tmp_path: Path) -> None:
-    """The WAL is folded into central.db by the database object's own thread (SQLite's
-    automatic checkpoint on the committing thread is off), and close() stops that thread."""
+def test_sqlite_checkpoints_a_big_commit_in_its_own_thread_and_stops_it(tmp_path: Path) -> None:
+    """A pushed batch's commit leaves its checkpoint to the database object's own thread
+    (SQLite's automatic checkpoint is off for that COMMIT and back on after it), the WAL is
+    folded into central.db by that thread, and close() stops it."""
     db = SQLiteCentralDB(tmp_path / "central.db")
-    assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     assert db._checkpointer.is_alive()
-    for i in range(CHECKPOINT_PAGES + 1):  # a row change each: then the thread is woken
-        with db.write():
-            db.put_codes([{"hash": i.to_bytes(32, "big"), "role": "kpps-chair", "tps": "",
-                           "scope": "", "created": NOW, "expires_at": NOW + 1}])  # fmt: skip
+    n = BIG_COMMIT + 1
+    with db.write():  # one big transaction, as a push of 512 results makes
+        db.put_codes([{"hash": i.to_bytes(32, "big"), "role": "kpps-chair", "tps": "",
+                       "scope": "", "created": NOW, "expires_at": NOW + 1}
+                      for i in range(n)])  # fmt: skip
+    assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTO_CHECKPOINT
     for _ in range(100):  # the thread copies the WAL's pages into the database file
         if (tmp_path / "central.db").stat().st_size > 64 * 1024:
             break
@@ -219,6 +221,6 @@ def test_sqlite_checkpoints_in_its_own_thread_and_stops_it(tmp_path: Path) -> No
     assert not db._checkpointer.is_alive()
     again = SQLiteCentralDB(tmp_path / "central.db")
     try:
-        assert again.query("SELECT count(*) AS n FROM enroll_codes")[0]["n"] == i + 1
+        assert again.query("SELECT count(*) AS n FROM enroll_codes")[0]["n"] == n
     finally:
         again.close()
