@@ -26,13 +26,22 @@ processed and the rejected copy is kept in ``rejected_copies``.
 
 Receipts are never receipted (``(None, "ignored")``), so receipts echoed back through the mesh
 cannot loop. Certificates, manifests and revocation lists are acknowledged and learnt (newer
-versions only) but not tallied. One ingest is one database transaction.
+versions only) but not tallied.
+
+Transactions: one ingest is one database transaction, or a whole pushed batch is
+(:meth:`Central.batch`, group commit: one ``COMMIT`` and one fsync for up to 512 objects). Inside
+a batch each object is processed exactly as it would be alone, in order, on the open transaction
+(so duplicates and conflicts inside one batch end as they would one by one); its receipt exists
+only in that transaction and is handed out by the caller after the batch committed. A crash
+before the ``COMMIT`` loses the whole batch and nothing that was acknowledged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +105,15 @@ HELD_REASON = "supersedes a result not received yet: held, not counted, until it
 
 
 @dataclass(frozen=True, slots=True)
+class _Batch:
+    """An open :meth:`Central.batch`: the trust generation its verdicts were computed at, and
+    the verdicts (by the identity of the batch's envelopes)."""
+
+    gen: int
+    verdicts: dict[int, Verified]
+
+
+@dataclass(frozen=True, slots=True)
 class Ingested:
     """What one ingest did: the object's latest receipt and status, and the verified object
     (None when it did not verify, or was not processed: malformed, a receipt, a duplicate)."""
@@ -122,6 +140,14 @@ class Central:
         """Reverse proxies whose X-Forwarded-For the enroll route believes (``central serve
         --trusted-proxy``); empty: the TCP peer is the client."""
         self.version = 0  # bumped on every change the status view shows (web.py caches by it)
+        self._chain = (authority.issuer_cert.encode(),)
+        """What every receipt carries: the issuer's certificate (encoded once)."""
+        self._trust_gen = 0
+        """Bumped whenever what ``trust`` believes changes in a way that can alter a verdict."""
+        self._batch: _Batch | None = None
+        self._sealed: dict[int, tuple[bytes, Envelope]] = {}
+        """Receipts sealed by the current write, by log index, with their bytes (catch_up takes
+        them instead of decoding the bytes again); cleared when a write begins."""
         self._relearn()
 
     def close(self) -> None:
@@ -138,11 +164,21 @@ class Central:
     def _relearn(self) -> None:
         """Learn manifests and revocation lists accepted in earlier runs (root-signed, so no
         validity window: each object's own time stands in for ``now``)."""
+        self._trust_gen += 1
         self._marker = self.db.trust_marker()
         for kind in ("manifest", "revocation"):
             for raw in self.db.accepted_raw(kind):
                 env = decode_envelope(raw)
                 self.trust.learn(self.trust.verify(env, env.created))
+
+    def _learn(self, v: Verified) -> bool:
+        """Learn ``v``; a change that can alter another object's verdict (anything but a new
+        certificate, which only turns an unknown signer into a known one) voids the verdicts
+        a batch computed in advance."""
+        changed = self.trust.learn(v)
+        if changed and v.kind != "certificate":
+            self._trust_gen += 1
+        return changed
 
     # --- ingest -------------------------------------------------------------------------------
     def ingest(self, raw: bytes, now: int) -> tuple[bytes | None, str]:
@@ -150,13 +186,62 @@ class Central:
         done = self.ingest_verified(raw, now)
         return done.receipt, done.status
 
-    def ingest_verified(self, raw: bytes, now: int, *, tries: int = 3) -> Ingested:
-        """:meth:`ingest`, also handing back the verified object (verified once, here; again
-        if another process accepted a revocation or manifest while it was being verified)."""
+    @contextmanager
+    def batch(self, envs: Sequence[Envelope | None], now: int) -> Iterator[None]:
+        """Group commit: every :meth:`ingest_verified` inside the block is part of one
+        transaction of central.db (one ``COMMIT``, one fsync), committed when the block ends
+        and rolled back, whole, if it raises. ``envs`` (the batch's objects, decoded) are
+        verified first, before the write lock is taken, so several central processes still
+        verify in parallel; inside, each object uses its verdict unless what this server
+        trusts changed since (a manifest, revocation or admission earlier in the batch, or
+        from another process), and is verified again then. Receipts made inside the block
+        exist only in the open transaction: the caller hands them out after the block."""
         with self.db.lock:
+            if self._batch is not None or self.db.in_transaction():
+                raise LogError(-1, "ingest batches do not nest")
             self.refresh_trust()
+            verdicts = self._preverify(envs, now)
+            with self.db.write():
+                self.refresh_trust()  # another process may have changed it meanwhile
+                self._batch = _Batch(self._trust_gen, verdicts)
+                self._sealed.clear()
+                try:
+                    yield
+                finally:
+                    self._batch = None
+
+    def _preverify(self, envs: Sequence[Envelope | None], now: int) -> dict[int, Verified]:
+        out: dict[int, Verified] = {}
+        for env in envs:
+            if env is None or env.kind == "receipt":
+                continue
+            try:
+                out[id(env)] = self.trust.verify(env, now, allow_revoked=True)
+            except VerifyError:
+                continue  # verified again in order, once the batch's own objects are learnt
+        return out
+
+    def _verify(self, env: Envelope, now: int) -> Verified:
+        """``env`` verified: the batch's verdict while it still holds, else now."""
+        b = self._batch
+        if b is not None and b.gen == self._trust_gen:
+            v = b.verdicts.get(id(env))
+            if v is not None and v.envelope is env:
+                return v
+        return self.trust.verify(env, now, allow_revoked=True)
+
+    def ingest_verified(
+        self, raw: bytes, now: int, *, env: Envelope | None = None, tries: int = 3
+    ) -> Ingested:
+        """:meth:`ingest`, also handing back the verified object (verified once, here; again
+        if another process accepted a revocation or manifest while it was being verified).
+        ``env``: ``raw`` already decoded by the caller (saves a decode). Inside :meth:`batch`
+        nothing is committed until the batch ends."""
+        with self.db.lock:
+            if self._batch is None:
+                self.refresh_trust()
             self.stats.bytes += len(raw)
-            env, oid, error = self._decode(raw)
+            env, oid, error = (env, env.id, "") if env is not None else self._decode(raw)
             if oid is None:
                 self.stats.received("unknown", "malformed")
                 self.stats.failed("malformed")
@@ -174,7 +259,7 @@ class Central:
                 return Ingested(None, UNVERIFIED, reason=error)
             verified = None
             try:
-                verified = self.trust.verify(env, now, allow_revoked=True)
+                verified = self._verify(env, now)
             except VerifyError as exc:
                 error = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
                 self.stats.failed(exc.reason)
@@ -186,24 +271,34 @@ class Central:
                     return Ingested(None, UNVERIFIED, reason=error)
             if known is not None and verified is None:
                 return self._duplicate(oid, kind, known["status"])
-            with self.db.write():
-                stale = tries > 1 and self.db.trust_marker() != self._marker
-                raced = None if stale else self._raced(oid, verified is not None)
-                if raced is None and not stale:
-                    self.db.put_object(self._object_row(oid, env, raw, now, verified is not None))
-                    if verified is None:  # correctly signed, breaks a hard rule: final, receipted
-                        self._record(oid, kind, env.tps, env.election, "rejected", error, now)
-                    else:
-                        self._handle(verified, now)
-            if stale:  # verified against trust another process has changed since: again
-                self._relearn()
-                return self.ingest_verified(raw, now, tries=tries - 1)
-            if raced is not None:
-                return self._duplicate(oid, kind, raced)
+            if self._batch is not None:  # the batch's write lock is held since before `known`
+                self._keep(oid, env, raw, now, verified, error)
+            else:
+                with self.db.write():
+                    self._sealed.clear()
+                    stale = tries > 1 and self.db.trust_marker() != self._marker
+                    raced = None if stale else self._raced(oid, verified is not None)
+                    if raced is None and not stale:
+                        self._keep(oid, env, raw, now, verified, error)
+                if stale:  # verified against trust another process has changed since: again
+                    self._relearn()
+                    return self.ingest_verified(raw, now, env=env, tries=tries - 1)
+                if raced is not None:
+                    return self._duplicate(oid, kind, raced)
             state = self.db.object_state(oid)
             assert state is not None
             self.stats.received(kind or "unknown", state["status"])
             return Ingested(self.db.latest_receipt(oid), state["status"], verified)
+
+    def _keep(
+        self, oid: bytes, env: Envelope, raw: bytes, now: int, v: Verified | None, error: str
+    ) -> None:
+        """Inside the write: store the object and log what it does."""
+        self.db.put_object(self._object_row(oid, env, raw, now, v is not None))
+        if v is None:  # correctly signed, breaks a hard rule: final, receipted
+            self._record(oid, env.kind, env.tps, env.election, "rejected", error, now)
+        else:
+            self._handle(v, now)
 
     def _raced(self, oid: bytes, ok: bool) -> str | None:
         """Inside the write: the status another process gave ``oid`` since we looked (several
@@ -248,7 +343,7 @@ class Central:
             self._on_void(v, now)
         elif v.kind in trail.TRAIL_KINDS:
             if trail.handle(self.db, self._record, v, now) and v.kind == "admission":
-                self.trust.learn(v)  # the witness's later objects verify without the chain
+                self._learn(v)  # the witness's later objects verify without the chain
         else:
             self._on_trust_object(v, now)
 
@@ -267,8 +362,14 @@ class Central:
         digest = log_entry_hash(prev, index, oid, status, reason, now, done)
         body = ReceiptBody(oid, kind, tps, election, status, reason, index, prev, digest, done)
         receipt = seal(
-            "receipt", body, self.authority.issuer_key, now, (self.authority.issuer_cert.encode(),)
+            "receipt",
+            body,
+            self.authority.issuer_key,
+            now,
+            self._chain,
+            check=False,
         )
+        raw = receipt.encode()
         entry = {
             "idx": index,
             "object": oid,
@@ -279,7 +380,8 @@ class Central:
             "hash": digest,
             "photos": int(done),
         }
-        self.db.append_log(entry, receipt.id, receipt.encode())
+        self.db.append_log(entry, receipt.id, raw)
+        self._sealed[index] = (raw, receipt)
         self.db.set_status(oid, status, reason, done)
         self.version += 1
 
@@ -418,7 +520,7 @@ class Central:
         if self._revoked(v, now):
             self._record(v.id, v.kind, "", "", "rejected", "revoked-signer", now)
             return
-        changed = self.trust.learn(v)
+        changed = self._learn(v)
         stale = not changed and v.kind in ("manifest", "revocation")
         self._record(v.id, v.kind, "", "", "accepted", "stale" if stale else "", now)
         if v.kind == "revocation":
@@ -473,6 +575,12 @@ class Central:
         with self.db.lock:
             return self.db.receipts_after(index, limit)
 
+    def sealed_receipt(self, index: int, raw: bytes) -> Envelope | None:
+        """The receipt of log entry ``index`` as this process sealed it in its latest write,
+        when ``raw`` is exactly its bytes (else None: decode ``raw``)."""
+        found = self._sealed.get(index)
+        return found[1] if found is not None and found[0] == raw else None
+
     def receipt_for(self, object_id: bytes) -> bytes | None:
         """The latest receipt issued for ``object_id``."""
         with self.db.lock:
@@ -487,6 +595,7 @@ class Central:
             raise ValueError("a blob is named by its 32-byte SHA-256")
         out: list[bytes] = []
         with self.db.write():
+            self._sealed.clear()
             self.db.add_blob(sha256)
             self.version += 1
             for r in self.db.results_naming(sha256):

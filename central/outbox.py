@@ -9,6 +9,14 @@ reconcile against it) and *catches up*: it copies every receipt of the log past 
 mark (``central_log_hwm`` in the node store's meta table) and moves the mark, in the node
 store's transaction. The catch-up also runs when a photo arrives and when the node opens.
 
+A batch of objects arriving (an ``objects/put`` push, or a batch pulled in a sync session) is
+one transaction of ``central.db`` (:meth:`CentralSink.batch` around :meth:`Central.batch`: group
+commit, one fsync per batch); the catch-up runs once, after that commit, inside the node store's
+transaction for the same batch, and the pusher is answered only after both committed. The object
+arrives decoded (by ``accept_batch``) and is decoded and verified once more nowhere: the central
+ingest verifies it, the node store takes the central's verdict, and the catch-up takes the
+receipt envelopes the ingest just sealed instead of decoding their bytes.
+
 A crash at any instant loses no receipt: ``central.db`` commits first, the node store's copy and
 mark commit together after it, and a mark left behind by a crash is caught up at the next start
 (copying a receipt twice is harmless: objects are keyed by id). Receipts of *other* objects whose
@@ -18,7 +26,8 @@ way as the pushed object's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 from aiohttp import web
@@ -47,6 +56,19 @@ class CentralSink:
         cert = central.authority.issuer_cert
         # our own receipts, read from our own log: signed by the issuer key we hold
         self._signer = Signer(issuer.id, issuer.public, "issuer", None, cert)
+        self._in_batch = False
+
+    @contextmanager
+    def batch(self, sdb: StoreDB, envs: Sequence[Envelope | None], now: int) -> Iterator[None]:
+        """One central.db transaction for the whole batch, then the catch-up (see the module
+        docstring); on an exception neither happens and the node store rolls back too."""
+        with self.central.batch(envs, now):
+            self._in_batch = True
+            try:
+                yield
+            finally:
+                self._in_batch = False
+        self.catch_up(sdb)
 
     def accept(
         self,
@@ -60,12 +82,14 @@ class CentralSink:
         scope: str,
         now: int,
     ) -> Outcome:
-        done = self.central.ingest_verified(raw, now)
-        self.catch_up(sdb)
+        done = self.central.ingest_verified(raw, now, env=decoded)
+        if not self._in_batch:
+            self.catch_up(sdb)
         if done.verified is not None:
-            return store_verified(
+            out = store_verified(
                 sdb, trust, done.verified, origin=origin, peer=peer, now=now, reason=done.status
             )
+            return replace(out, receipt=done.receipt or out.receipt)
         if done.status == "ignored":  # a receipt echoed back: ours, kept as a device would
             return accept_one(sdb, trust, raw, peer=peer, origin=origin, scope="", now=now,
                               decoded=decoded)  # fmt: skip
@@ -100,7 +124,8 @@ class CentralSink:
         with sdb.db.atomic():
             while rows:
                 for index, raw in rows:
-                    v = Verified(decode_envelope(raw), self._signer)
+                    env = self.central.sealed_receipt(index, raw) or decode_envelope(raw)
+                    v = Verified(env, self._signer)
                     if not receipt_refusal(v):  # a trust object's receipt stays here
                         sdb.put(v, "local", None, v.envelope.created)
                     mark = index

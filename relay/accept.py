@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -93,8 +94,10 @@ def accept_batch(
     out: list[Outcome | None] = [None] * len(raws)
     # one transaction for the batch (each object's own is a savepoint inside it): one fsync per
     # batch instead of one or two per object, which bounded a batch at a few hundred per second.
+    # The sink's batch (the centre's group commit in central.db) commits inside it, first.
     # The caller answers (or marks objects held) only after this returns, i.e. after the commit.
-    with sdb.db.atomic(), contextlib.suppress(_Spent):
+    role = nullcontext() if sink is None else sink.batch(sdb, [envs[i] for i in order], now)
+    with sdb.db.atomic(), role, contextlib.suppress(_Spent):
         for i in order:
             out[i] = accept(i)
         # a certificate may need another of the same kind that sorted after it (a device's
@@ -199,6 +202,14 @@ class Sink(Protocol):
         now: int,
     ) -> Outcome:
         """Take one object from outside (inside the batch's store transaction)."""
+        ...
+
+    def batch(
+        self, sdb: StoreDB, envs: Sequence[Envelope | None], now: int
+    ) -> AbstractContextManager[None]:
+        """Around the :meth:`accept` calls of one batch (``envs``: its objects decoded, in the
+        order they will be taken), inside the store's transaction: the centre's one
+        transaction for the whole batch, committed on leaving, before the store's own."""
         ...
 
     def blob_arrived(self, sdb: StoreDB, sha256: bytes, now: int) -> bool:

@@ -9,6 +9,9 @@ interface.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+
 from aiohttp import web
 
 from estafet.crypto.trust import TrustStore
@@ -39,6 +42,11 @@ class Carrier:
         return accept_one(
             sdb, trust, raw, peer=peer, origin=origin, scope=scope, now=now, decoded=decoded
         )
+
+    def batch(
+        self, sdb: StoreDB, envs: Sequence[Envelope | None], now: int
+    ) -> AbstractContextManager[None]:
+        return nullcontext()  # the store's own transaction is the whole batch
 
     def blob_arrived(self, sdb: StoreDB, sha256: bytes, now: int) -> bool:
         return False

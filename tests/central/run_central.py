@@ -1,11 +1,14 @@
 """Run the central server (``open_central``) as a real process, for the outbox crash test.
 
     python -m tests.central.run_central --home DIR --now UNIX [--kill-when conflict|photos]
+        [--kill-at-entry N]
 
 The authority is the test World's (seeded keys, no key files). Prints ``READY <port>`` once
 listening; SIGTERM stops it cleanly. With ``--kill-when`` the process SIGKILLs itself right
 after the first central.db commit that logs a conflict (or a photos-complete receipt): the
-instant after the first database committed and before the node store did.
+instant after the first database committed and before the node store did. With
+``--kill-at-entry N`` it SIGKILLs itself as it appends the N-th log entry of its life (counting
+from 1), before that entry's transaction commits: in the middle of a pushed batch.
 """
 
 from __future__ import annotations
@@ -35,9 +38,7 @@ KILL_WHEN = {
 def arm(query: str) -> None:
     """SIGKILL this process right after the first committed write that makes ``query`` true,
     on whichever backend the home names."""
-    from estafet.central.pg import PostgresCentralDB
-
-    for cls in (SQLiteCentralDB, PostgresCentralDB):
+    for cls in _backends():
         _arm(cls, query)
 
 
@@ -54,6 +55,31 @@ def _arm(cls: type[CentralDB], query: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     cls.write = killing_write  # type: ignore[method-assign]
+
+
+def arm_entry(n: int) -> None:
+    """SIGKILL this process when it appends its ``n``-th log entry, uncommitted."""
+    for cls in _backends():
+        _arm_entry(cls, n)
+
+
+def _backends() -> tuple[type[CentralDB], ...]:
+    from estafet.central.pg import PostgresCentralDB
+
+    return (SQLiteCentralDB, PostgresCentralDB)
+
+
+def _arm_entry(cls: type[CentralDB], n: int) -> None:
+    append = cls.append_log
+    seen = [0]
+
+    def killing_append(self: CentralDB, entry: dict[str, object], rid: bytes, raw: bytes) -> None:
+        seen[0] += 1
+        if seen[0] == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+        append(self, entry, rid, raw)
+
+    cls.append_log = killing_append  # type: ignore[method-assign]
 
 
 async def _main(home: Path, now: int) -> None:
@@ -76,10 +102,13 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--now", type=int, required=True)
     ap.add_argument("--kill-when", choices=sorted(KILL_WHEN))
+    ap.add_argument("--kill-at-entry", type=int, default=0)
     args = ap.parse_args()
     setup_logging("WARNING", as_json=True)
     if args.kill_when:
         arm(KILL_WHEN[args.kill_when])
+    if args.kill_at_entry:
+        arm_entry(args.kill_at_entry)
     asyncio.run(_main(args.home, args.now))
 
 
