@@ -49,6 +49,7 @@ from .errors import BlobMismatch, StoreFull
 from .peers import PeerTable
 from .receiver import BlobReceiver, ResumeMismatch
 from .store import Store, StoreDB, session_scope
+from .stream import ReadAhead
 
 
 class Served(Protocol):
@@ -348,7 +349,8 @@ async def blob_put(request: web.Request) -> web.Response:
     # aiohttp cancels the handler of a client that went away; the upload runs in a task of the
     # node's instead, so the bytes that did arrive are written and the next attempt resumes
     # after them (see .stream)
-    task = node.spawn(_upload(request, sha, offset), "blob-upload")
+    body = node.receiver.read_ahead(request.content, request.content_length)  # first: see .stream
+    task = node.spawn(_upload(request, sha, offset, body), "blob-upload")
     task.add_done_callback(_retrieve)
     return await asyncio.shield(task)
 
@@ -358,7 +360,16 @@ def _retrieve(task: asyncio.Task[web.Response]) -> None:
         task.exception()  # the handler may be gone: the error was logged by whoever raised it
 
 
-async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response:
+async def _upload(request: web.Request, sha: bytes, offset: int, body: ReadAhead) -> web.Response:
+    try:
+        return await _receive_upload(request, sha, offset, body)
+    finally:
+        await body.close()
+
+
+async def _receive_upload(
+    request: web.Request, sha: bytes, offset: int, body: ReadAhead
+) -> web.Response:
     node = request.app[NODE]
     async with asyncio.timeout(HANDLER_DEADLINE):
         ref = await node.store.read(StoreDB.photo, sha, node.sink.wants_every_photo)
@@ -371,8 +382,8 @@ async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response
             raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
         await node.store.write(lambda sdb: sdb.make_room(total - offset))
         try:
-            have = await node.receiver.receive(sha, total, offset, request.content,
-                                           _peer_label(request), _proven(request))  # fmt: skip
+            have = await node.receiver.receive(sha, total, offset, body,
+                                               _peer_label(request), _proven(request))  # fmt: skip
         except ResumeMismatch as exc:  # stale earlier bytes: again from zero, nobody blamed
             raise web.HTTPConflict(text="resume from 0") from exc
         except BlobMismatch as exc:
