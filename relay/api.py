@@ -372,11 +372,11 @@ async def _receive_upload(
 ) -> web.Response:
     node = request.app[NODE]
     async with asyncio.timeout(HANDLER_DEADLINE):
-        ref = await node.store.read(StoreDB.photo, sha, node.sink.wants_every_photo)
+        ref, held = await node.store.read(_photo_held, sha, node.sink.wants_every_photo)
         if ref is None:
             raise web.HTTPForbidden(text="no result held here names this blob")
         total, wanted = ref
-        if not wanted or await node.store.read(StoreDB.has_blob, sha):
+        if not wanted or held:
             return _msgpack({"have": total, "complete": True})
         if request.content_length is not None and offset + request.content_length > total:
             raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
@@ -389,6 +389,10 @@ async def _receive_upload(
         except BlobMismatch as exc:
             raise web.HTTPUnprocessableEntity(text=str(exc)) from exc
     return _msgpack({"have": have, "complete": have == total})
+
+
+def _photo_held(sdb: StoreDB, sha: bytes, central: bool) -> tuple[tuple[int, bool] | None, bool]:
+    return sdb.photo(sha, central), sdb.has_blob(sha)  # one reader trip, not two
 
 
 async def status(request: web.Request) -> web.Response:

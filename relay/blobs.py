@@ -133,9 +133,14 @@ class BlobDir:
             os.fsync(fh.fileno())
         return self._place(part, sha256, True)
 
-    def open_partial(self, sha256: bytes, total: int, offset: int, owner: str = "") -> Partial:
+    def open_partial(
+        self, sha256: bytes, total: int, offset: int, owner: str = ""
+    ) -> Partial | None:
         """A transfer into ``owner``'s partial file of ``sha256`` from ``offset`` (see
-        :class:`Partial`). Raises StoreError when ``offset`` is beyond the bytes held."""
+        :class:`Partial`); None when the blob is in place already. Raises StoreError when
+        ``offset`` is beyond the bytes held."""
+        if self.has(sha256):
+            return None
         return Partial(self, sha256, total, offset, owner)
 
     def delete(self, sha256: bytes) -> None:

@@ -160,8 +160,6 @@ class BlobReceiver:
     async def _receive(
         self, sha: bytes, total: int, offset: int, ahead: ReadAhead, peer: str, owner: str
     ) -> int:
-        if await self.store.read(StoreDB.has_blob, sha):
-            return total  # another transfer finished it meanwhile
         blobs = self.store.blobs
         try:
             part = await self.store.blob_io(blobs.open_partial, sha, total, offset, owner)
@@ -170,6 +168,9 @@ class BlobReceiver:
         except StoreError as exc:  # the offset is past what we hold (the partial went)
             have = await self.store.blob_io(blobs.partial_size, sha, owner)
             raise web.HTTPConflict(text=f"resume from {have}") from exc
+        if part is None:  # another transfer finished it meanwhile: complete once its row is
+            await self.arrivals.commit(sha, total)
+            return total
         if await self._stream(part, ahead) < total:
             return part.pos
         try:

@@ -342,8 +342,10 @@ class SyncSession:
 
         async def body() -> AsyncIterator[bytes]:
             fh = await blob_io(_open_at, path, offset)
+            left = size - offset  # no trip to learn of the end
             try:
-                while chunk := await blob_io(fh.read, SEND_CHUNK):
+                while left > 0 and (chunk := await blob_io(fh.read, min(left, SEND_CHUNK))):
+                    left -= len(chunk)
                     self.node.stats.blob_bytes_out += len(chunk)
                     yield chunk
             finally:
