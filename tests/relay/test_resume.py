@@ -416,8 +416,8 @@ def _held(node: Node, net: Net) -> tuple[dict[bytes, int], int]:
 @pytest.mark.parametrize("cut_after", [PHOTO + 50_000, 2 * PHOTO])
 async def test_push_link_drop_with_photos_in_flight_loses_nothing(net: Net, cut_after: int) -> None:
     """Three photos upload at once; the link drops (every connection) after ``cut_after``
-    photo bytes in all (more than one photo's worth). Each unfinished photo keeps every byte that reached the receiver, and
-    the next session sends each from exactly there."""
+    photo bytes in all (more than one photo's worth). Each unfinished photo keeps every byte
+    that reached the receiver, and the next session sends each from exactly there."""
     assert sync.PHOTOS_IN_FLIGHT >= 2
     async with CutProxy(net.r1.port, b"PUT /v1/blobs/", "up", cut_after, cut_all=True) as proxy:
         first = await net.phone.sync_now(proxy.url)
