@@ -4,13 +4,11 @@ Layout under ``<home>/blobs``: ``ab/abcdef…`` (the SHA-256 in hex) for complet
 ``partial/<hex>.part`` for transfers in progress (``partial/<hex>.<uploader key id>.part`` for
 uploads a proven peer pushes to us: one per uploader, so nobody can overwrite another's). A
 transfer (:class:`Partial`) holds its partial file open and hashes the bytes as it appends them
-(a resumed transfer first hashes the bytes already held, once); when the expected size is
-reached the file is fsynced, its hash checked and it is renamed into place; the directory is
-fsynced before the row naming the blob is committed (once for a group of arrivals: see
-:class:`~estafet.relay.receiver.Arrivals`). The file is never read back. A partial file
-survives a cut link or a restart and the transfer resumes at its size, so nothing already
-received is sent again. A mismatching hash deletes the partial file and raises
-:class:`~estafet.relay.errors.BlobMismatch`.
+(a resumed transfer first hashes the bytes already held, once); when the expected size is reached
+the file is fsynced, its hash checked, and it is renamed into place (then the directory is
+fsynced): the file is never read back. A partial file survives a cut link or a restart and the
+transfer resumes at its size, so nothing already received is sent again. A mismatching hash
+deletes the partial file and raises :class:`~estafet.relay.errors.BlobMismatch`.
 """
 
 from __future__ import annotations
@@ -105,10 +103,9 @@ class BlobDir:
                 size += len(chunk)
         return self._place(part, sha256, size == total and digest.digest() == sha256)
 
-    def _place(self, part: Path, sha256: bytes, good: bool, sync_dir: bool = True) -> Path:
-        """Rename the fsynced, hash-checked ``part`` into place and fsync the directory (unless
-        ``sync_dir`` is False: then the caller must :meth:`sync_dirs` before it commits the
-        row); or drop it (``good`` False: BlobMismatch). A blob already in place wins."""
+    def _place(self, part: Path, sha256: bytes, good: bool) -> Path:
+        """Rename the fsynced, hash-checked ``part`` into place and fsync the directory; or
+        drop it (``good`` False: BlobMismatch). A blob already in place wins (same bytes)."""
         if not good:
             part.unlink(missing_ok=True)
             raise BlobMismatch(f"blob {sha256.hex()[:16]}… did not match its hash")
@@ -118,8 +115,7 @@ class BlobDir:
         else:
             final.parent.mkdir(exist_ok=True)
             os.replace(part, final)
-            if sync_dir:
-                _fsync_dir(final.parent)
+            _fsync_dir(final.parent)
         self.drop_partials(sha256)
         return final
 
@@ -136,12 +132,6 @@ class BlobDir:
             fh.flush()
             os.fsync(fh.fileno())
         return self._place(part, sha256, True)
-
-    def sync_dirs(self, shas: list[bytes]) -> None:
-        """fsync the directories of these blobs, each once: their renames are durable after
-        it. (One journal commit usually covers them all, so a group costs about one.)"""
-        for parent in dict.fromkeys(self.path(sha).parent for sha in shas):
-            _fsync_dir(parent)
 
     def open_partial(
         self, sha256: bytes, total: int, offset: int, owner: str = ""
@@ -215,10 +205,9 @@ class Partial:
             self._fh.close()
 
     def finish(self) -> Path:
-        """fsync, check the hash computed while writing, rename into place (BlobMismatch: the
-        partial file is dropped). Another transfer of the same photo that finished first wins;
-        this one's bytes go. The directory is NOT fsynced here: whoever commits the row calls
-        :meth:`BlobDir.sync_dirs` first (once for a group of arrivals)."""
+        """fsync, check the hash computed while writing, rename into place, fsync the directory
+        (BlobMismatch: the partial file is dropped). Another transfer of the same photo that
+        finished first wins; this one's bytes go."""
         try:
             if self.pos == self.total:
                 self._fh.flush()
@@ -228,4 +217,4 @@ class Partial:
         good = self.pos == self.total and self._digest.digest() == self.sha256
         if not self.path.exists() and self.blobs.has(self.sha256):
             good = True  # dropped by the winner's finish: the blob in place is hash-checked
-        return self.blobs._place(self.path, self.sha256, good, sync_dir=False)
+        return self.blobs._place(self.path, self.sha256, good)

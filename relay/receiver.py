@@ -2,13 +2,12 @@
 complete, its row committed with the other arrivals of the moment.
 
 A photo's bytes go to its partial file on the store's blob thread, hashed as they are written
-(:class:`~.blobs.Partial`); at the end the file is fsynced, its hash checked and it is renamed
-into place (still on the blob thread). Only then is its ``blobs`` row committed, by
-:class:`Arrivals`: the photos that finish while one commit runs form the next group, whose
-directories are fsynced (blob thread) before its one transaction commits (writer thread).
-:meth:`BlobReceiver.receive` returns only after its row is committed: a photo is never
-reported complete (to an uploader, or to a pulling session) before a crash would keep it.
-The sink hears of each arrival after the commit.
+(:class:`~.blobs.Partial`); at the end the file is fsynced, its hash checked, renamed into place
+and the directory fsynced (still on the blob thread), and only then is its ``blobs`` row
+committed, by :class:`Arrivals`: the photos that finish while one commit runs share the next
+transaction (one fsync for the group). :meth:`BlobReceiver.receive` returns only after its row
+is committed: a photo is never reported complete (to an uploader, or to a pulling session)
+before a crash would keep it. The sink hears of each arrival after the commit.
 
 Owned by :class:`~.node.Node`, used by the upload route (``PUT /v1/blobs``, the uploader's
 proven key as ``owner``) and by sync sessions pulling photos (``owner`` ''). Each (photo, owner)
@@ -67,11 +66,6 @@ class Arrivals:
         async with self._lock:  # one commit at a time; the next takes every arrival since
             if not mine.done():
                 group, self._pending = self._pending, []
-                try:  # the renames durable first: a row never names a file a crash can lose
-                    await self.store.blob_io(self.store.blobs.sync_dirs, [s for s, _, _ in group])
-                except BaseException:
-                    self._pending[:0] = group  # not committed: the next arrival's commit will
-                    raise
                 job = self.store.write_future(self._commit, [(s, n) for s, n, _ in group])
                 job.add_done_callback(lambda job: _settle(group, job))
                 await asyncio.wait([job])
