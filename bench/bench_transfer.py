@@ -374,7 +374,8 @@ async def cut_push(world: World, tmp: Path, dests: Destinations, rnd: random.Ran
                 rep = await src.node.sync_now(f"http://127.0.0.1:{proxy.port}")
             await asyncio.sleep(0.2)  # let the receiver's handler see the cut and keep its bytes
             want = await dest.store.read(StoreDB.missing_photos, 10)
-            partial = {sha: dest.store.blobs.partial_size(sha) for sha, _ in want}
+            # an upload's partial file is its uploader's own (``<sha>.<key id>.part``)
+            partial = {sha: _partials(dest, sha) for sha, _ in want}
             kept = max(partial.values(), default=0)
             rep2 = await src.node.sync_now(f"http://127.0.0.1:{dest.port}")
             _check(rep2, len(src.shas) - rep.blobs_out, "blobs_out")
@@ -386,6 +387,11 @@ async def cut_push(world: World, tmp: Path, dests: Destinations, rnd: random.Ran
             await dests.done(dest)
     finally:
         await src.node.stop()
+
+
+def _partials(node: Node, sha: bytes) -> int:
+    """Bytes held of ``sha`` in partial files: ours and every uploader's."""
+    return sum(p.stat().st_size for p in node.store.blobs.partial_dir.glob(f"{sha.hex()}*.part"))
 
 
 async def _proxy_stats(proxy: ProxyProc) -> dict[str, Any]:

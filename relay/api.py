@@ -50,6 +50,7 @@ from .errors import BlobMismatch, StoreFull
 from .peers import PeerTable
 from .receiver import BlobReceiver, ResumeMismatch
 from .store import Store, StoreDB, session_scope
+from .stream import ReadAhead
 
 
 class Served(Protocol):
@@ -380,7 +381,8 @@ async def blob_put(request: web.Request) -> web.Response:
     # aiohttp cancels the handler of a client that went away; the upload runs in a task of the
     # node's instead, so the bytes that did arrive are written and the next attempt resumes
     # after them (see .stream)
-    task = node.spawn(_upload(request, sha, offset), "blob-upload")
+    body = node.receiver.read_ahead(request.content, request.content_length)  # first: see .stream
+    task = node.spawn(_upload(request, sha, offset, body), "blob-upload")
     task.add_done_callback(_retrieve)
     return await asyncio.shield(task)
 
@@ -390,14 +392,23 @@ def _retrieve(task: asyncio.Task[web.Response]) -> None:
         task.exception()  # the handler may be gone: the error was logged by whoever raised it
 
 
-async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response:
+async def _upload(request: web.Request, sha: bytes, offset: int, body: ReadAhead) -> web.Response:
+    try:
+        return await _receive_upload(request, sha, offset, body)
+    finally:
+        await body.close()
+
+
+async def _receive_upload(
+    request: web.Request, sha: bytes, offset: int, body: ReadAhead
+) -> web.Response:
     node = request.app[NODE]
     async with asyncio.timeout(HANDLER_DEADLINE):
-        ref = await node.store.read(StoreDB.photo, sha, node.sink.wants_every_photo)
+        ref, held = await node.store.read(_photo_held, sha, node.sink.wants_every_photo)
         if ref is None:
             raise web.HTTPForbidden(text="no result held here names this blob")
         total, wanted = ref
-        if not wanted or await node.store.read(StoreDB.has_blob, sha):
+        if not wanted or held:
             return _msgpack({"have": total, "complete": True})
         if request.content_length is not None and offset + request.content_length > total:
             raise web.HTTPRequestEntityTooLarge(max_size=total, actual_size=offset)
@@ -406,13 +417,17 @@ async def _upload(request: web.Request, sha: bytes, offset: int) -> web.Response
             return _over_budget(node, request, peer, "upload budget spent")
         await node.store.write(lambda sdb: sdb.make_room(total - offset))
         try:
-            have = await node.receiver.receive(sha, total, offset, request.content,
+            have = await node.receiver.receive(sha, total, offset, body,
                                                _peer_label(request), peer)  # fmt: skip
         except ResumeMismatch as exc:  # stale earlier bytes: again from zero, nobody blamed
             raise web.HTTPConflict(text="resume from 0") from exc
         except BlobMismatch as exc:
             raise web.HTTPUnprocessableEntity(text=str(exc)) from exc
     return _msgpack({"have": have, "complete": have == total})
+
+
+def _photo_held(sdb: StoreDB, sha: bytes, central: bool) -> tuple[tuple[int, bool] | None, bool]:
+    return sdb.photo(sha, central), sdb.has_blob(sha)  # one reader trip, not two
 
 
 async def status(request: web.Request) -> web.Response:

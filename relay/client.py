@@ -192,7 +192,9 @@ class HttpPeerClient:
     async def get_blob(
         self, sha: bytes, offset: int
     ) -> AsyncIterator[tuple[int, wire.Readable] | None]:
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        headers = self._headers()  # a proven peer's reads do not spend the public budget
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         async with self.http.get(
             f"{self.url}/v1/blobs/{sha.hex()}", headers=headers, timeout=BLOB_TIMEOUT
         ) as resp:

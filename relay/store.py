@@ -5,7 +5,8 @@ Theory of operation
 :class:`StoreDB` holds all SQL and runs on one connection; :class:`Store` is the asyncio facade:
 every write runs on a single writer thread (one writer, in the order asked), reads run on a small
 pool of reader threads with their own connections (WAL lets them proceed during writes), so the
-event loop never waits on SQLite.
+event loop never waits on SQLite. Photo file work (appends, fsyncs, renames) runs on one more
+thread of its own (:meth:`Store.blob_io`), so a photo's fsync never waits behind a commit.
 
 Invariants:
 
@@ -388,8 +389,16 @@ class StoreDB:
         return [(int(a), bytes(b), int(c), bool(d)) for a, b, c, d in rows]
 
     def add_blob(self, sha256: bytes, size: int, now: int) -> None:
+        self.add_blobs([(sha256, size)], now)
+
+    def add_blobs(self, blobs: Iterable[tuple[bytes, int]], now: int) -> None:
+        """Rows for blobs whose files are in place (fsynced, hash-checked, renamed): one
+        transaction, one fsync, for a group of arrivals."""
         with self.db.atomic():
-            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", [sha256, size, now])
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)",
+                [(sha, size, now) for sha, size in blobs],
+            )
         self.version += 1
 
     def usage(self) -> int:
@@ -514,6 +523,7 @@ class Store:
         self._local = threading.local()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-w")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="store-r")
+        self._blob_thread = ThreadPoolExecutor(1, thread_name_prefix="store-blob")
         self._write_db = StoreDB(_connect(path), self.blobs, quota)
         self._all: list[sqlite_utils.Database] = [self._write_db.db]
         self._lock = threading.Lock()
@@ -587,8 +597,12 @@ class Store:
 
     async def write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run ``fn(storedb, *args, **kw)`` on the writer thread."""
+        return await self.write_future(fn, *args, **kw)
+
+    def write_future(self, fn: Callable[..., T], *args: Any, **kw: Any) -> asyncio.Future[T]:
+        """:meth:`write`, as a future that completes even when its awaiter is cancelled."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, lambda: fn(self._write_db, *args, **kw))
+        return loop.run_in_executor(self._writer, lambda: fn(self._write_db, *args, **kw))
 
     async def read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run ``fn(storedb, *args, **kw)`` on a reader thread."""
@@ -596,11 +610,13 @@ class Store:
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader(), *args, **kw))
 
     async def blob_io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Blocking blob file work, off the event loop (on the writer thread: one writer)."""
+        """Blocking blob file work, off the event loop, on the store's one blob thread: every
+        photo file operation runs there, one at a time, in the order asked."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, lambda: fn(*args))
+        return await loop.run_in_executor(self._blob_thread, lambda: fn(*args))
 
     def close(self) -> None:
+        self._blob_thread.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         with self._lock:

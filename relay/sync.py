@@ -12,6 +12,9 @@ Theory of operation
 4. Photos last: pull the blobs of results still pending here with HTTP Range from what we
    already hold of them, then offer the peer the blobs it wants and upload each from the offset
    it already holds. A cut transfer resumes where it stopped, from this peer or another.
+   ``PHOTOS_IN_FLIGHT`` photos move at once each way (one's fsync and commit overlap the next
+   one's bytes); the first failure stops the others (each keeps what arrived) and ends the
+   session as a sequential one would.
 
 Every call has a timeout. A peer that serves a forged object or a wrong blob is penalised
 (long backoff) and logged; the data is fetched elsewhere.
@@ -21,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import BinaryIO, Protocol, TypeVar
 
 import aiohttp
 
@@ -40,10 +44,15 @@ from .peers import Peer, PeerTable, Stats
 from .receiver import BlobReceiver, ResumeMismatch
 from .store import Store, StoreDB, session_scope
 
+T = TypeVar("T")
 log = logging.getLogger("estafet.sync")
 INFO_TTL = 120.0
 MAX_ROUNDS = 64
 PUSH_BATCH_BYTES = 2 * 1024 * 1024
+PHOTOS_IN_FLIGHT = 3
+"""Photo transfers a session runs at once in each direction (memory: at most this many read
+buffers of ``SEND_CHUNK`` bytes and receive buffers of :class:`~.stream.ReadAhead`)."""
+SEND_CHUNK = 4 * CHUNK
 
 
 class Local(Protocol):
@@ -256,20 +265,28 @@ class SyncSession:
 
     # --- photos ---------------------------------------------------------------------------
     async def _pull_blobs(self) -> None:
-        missing = await self.node.store.read(StoreDB.missing_photos, 200)
-        blobs = self.node.store.blobs
+        store = self.node.store
+        missing = await store.read(StoreDB.missing_photos, 200)
+        if not missing:
+            return
+        try:  # room for all of them in one trip; when that fails, photo by photo
+            await store.write(StoreDB.make_room, sum(size for _, size in missing))
+            room = False
+        except StoreFull:
+            room = True
 
-        def room(sdb: StoreDB, sha: bytes, size: int) -> int:  # one writer-thread trip, not two
-            sdb.make_room(size)
-            return blobs.partial_size(sha)
-
-        for sha, size in missing:
+        async def pull(item: tuple[bytes, int]) -> bool:
+            sha, size = item
             try:
-                have = await self.node.store.write(room, sha, size)
+                if room:
+                    await store.write(StoreDB.make_room, size)
             except StoreFull as exc:
                 log.info("not fetching photos: %s", exc)
-                return
-            await self._pull_blob(sha, size, have)
+                return False
+            await self._pull_blob(sha, size)
+            return True
+
+        await in_flight(missing, pull)
 
     async def _pull_blob(self, sha: bytes, size: int, have: int | None = None) -> None:
         blobs = self.node.store.blobs
@@ -299,16 +316,18 @@ class SyncSession:
         if not shas:
             return
         want = await self.client.want_blobs(shas)
+        offered = set(shas)
+        todo: list[tuple[bytes, int]] = []
         for item in want[:1024]:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], bytes)):
                 raise PeerError(self.peer.label, "malformed blob want list")
             sha, offset = item
-            if sha not in shas or not isinstance(offset, int) or offset < 0:
+            if sha not in offered or not isinstance(offset, int) or offset < 0:
                 continue
             if not self.node.peers.may_send(self.peer, sha):
                 continue  # sent complete twice lately: it "wants" it again, it waits
-            if not await self._push_blob(sha, offset):
-                return
+            todo.append((sha, offset))
+        await in_flight(todo, lambda item: self._push_blob(*item))
 
     async def _push_blob(self, sha: bytes, offset: int) -> bool:
         path = self.node.store.blobs.path(sha)
@@ -319,12 +338,18 @@ class SyncSession:
         if offset >= size:
             return True
 
+        blob_io = self.node.store.blob_io
+
         async def body() -> AsyncIterator[bytes]:
-            with path.open("rb") as fh:
-                fh.seek(offset)
-                while chunk := await asyncio.to_thread(fh.read, CHUNK * 4):
+            fh = await blob_io(_open_at, path, offset)
+            left = size - offset  # no trip to learn of the end
+            try:
+                while left > 0 and (chunk := await blob_io(fh.read, min(left, SEND_CHUNK))):
+                    left -= len(chunk)
                     self.node.stats.blob_bytes_out += len(chunk)
                     yield chunk
+            finally:
+                fh.close()  # read-only: nothing to flush, no disk wait
 
         try:
             complete = await self.client.put_blob(sha, offset, size, body())
@@ -335,6 +360,49 @@ class SyncSession:
             self.report.blobs_out += 1
             self.node.peers.sent(self.peer, sha)
         return True
+
+
+async def in_flight(
+    items: list[T], move: Callable[[T], Awaitable[bool]], n: int | None = None
+) -> None:
+    """``move`` every item, ``n`` (``PHOTOS_IN_FLIGHT``) at a time, in order of start.
+    ``move`` returning False or raising stops new starts; those running end on their own (each
+    has its own timeouts; on a dropped link they fail too, keeping what they moved); then the
+    first exception is raised as itself, as a loop of one would."""
+    todo = iter(items)
+    stop = False
+
+    async def worker() -> None:
+        nonlocal stop
+        for item in todo:
+            if stop:
+                return
+            try:
+                if not await move(item):
+                    stop = True
+            except BaseException:
+                stop = True
+                raise
+
+    width = min(n or PHOTOS_IN_FLIGHT, len(items))
+    workers = [asyncio.create_task(worker(), name="photo") for _ in range(width)]
+    if not workers:
+        return
+    try:
+        await asyncio.wait(workers)
+    finally:
+        for w in workers:  # only when we are cancelled ourselves: stop them too
+            w.cancel()
+        await asyncio.wait(workers)
+    for w in workers:
+        if not w.cancelled() and (exc := w.exception()) is not None:
+            raise exc
+
+
+def _open_at(path: Path, offset: int) -> BinaryIO:
+    fh = path.open("rb")
+    fh.seek(offset)
+    return fh
 
 
 def _id(raw: bytes) -> bytes | None:

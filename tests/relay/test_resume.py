@@ -18,6 +18,7 @@ import pytest
 
 from estafet.crypto.seal import seal
 from estafet.protocol.objects import EndorsementBody
+from estafet.relay import sync
 from estafet.relay.node import Node
 from estafet.relay.store import StoreDB
 from tests.kit import TPS_A, World, form_json, photo_bytes
@@ -64,6 +65,8 @@ class CutProxy:
     request; "up": the marked request itself) is recorded as a *segment*. After ``cut_after``
     such bytes the connection is cut (both sockets closed, like a dropped link), ``cuts`` times.
     ``body_bytes()`` sums the HTTP body bytes of all segments: the photo bytes on the wire.
+    ``cut_all``: the cut closes every connection through the proxy at once (a dropped link),
+    not only the one that crossed the count (photo bytes counted across connections).
     """
 
     def __init__(
@@ -74,8 +77,10 @@ class CutProxy:
         cut_after: int,
         cuts: int = 1,
         strip_range: bool = False,
+        cut_all: bool = False,
     ) -> None:
         self.target = target
+        self.cut_all = cut_all
         self.strip_range = strip_range  # play a peer that ignores Range (answers 200, all)
         self.marker = marker
         self.direction = direction
@@ -117,7 +122,7 @@ class CutProxy:
         current: list[bytearray | None] = [None]
 
         def cut() -> None:
-            for w in (cw, sw):
+            for w in list(self._writers) if self.cut_all else (cw, sw):
                 with contextlib.suppress(Exception):
                     w.close()
 
@@ -149,11 +154,12 @@ class CutProxy:
                         self.remaining = self.cut_after if self.cuts > 0 else None
                         cut()
                         return
-                    seg += data
                     if self.remaining is not None:
                         self.remaining -= len(data)
                 dst.write(data)
                 await dst.drain()
+                if seg is not None and up == (self.direction == "up"):
+                    seg += data  # counted once handed on: a drop loses what the proxy holds
             cut()
 
         with contextlib.suppress(Exception):
@@ -208,6 +214,13 @@ class Net:
 
 
 @pytest.fixture
+def one_photo_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions move one photo at a time: tests that cut "N photo bytes in" count the bytes
+    of one photo after another on the wire (``test_*_link_drop_*`` cut photos in flight)."""
+    monkeypatch.setattr(sync, "PHOTOS_IN_FLIGHT", 1)
+
+
+@pytest.fixture
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
     n = Net(tmp_path)
     for node in n.nodes:
@@ -248,6 +261,7 @@ async def _integrity(node: Node, net: Net) -> None:
 # --- pull: GET with Range ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("one_photo_at_a_time")
 async def test_pull_cut_mid_photo_resumes_with_range(net: Net) -> None:
     # r1 gets everything from the phone; r2 then pulls from r1 through a proxy that cuts the
     # photo responses 1.5 photos in (so mid-way through the second photo)
@@ -273,6 +287,7 @@ async def test_pull_cut_mid_photo_resumes_with_range(net: Net) -> None:
     assert net.r2.stats.blob_bytes_resent == 0  # the peer honoured Range: nothing asked twice
 
 
+@pytest.mark.usefixtures("one_photo_at_a_time")
 async def test_pull_resumes_from_another_peer(net: Net) -> None:
     # the phone and r1 both hold the photos; r2 starts from r1, is cut, finishes from the phone
     assert (await net.phone.sync_now(net.url(net.r1))).ok
@@ -301,6 +316,7 @@ async def test_pull_resumes_from_another_peer(net: Net) -> None:
     assert net.r2.stats.blob_bytes_resent == 0
 
 
+@pytest.mark.usefixtures("one_photo_at_a_time")
 async def test_a_peer_ignoring_range_costs_what_is_counted(net: Net) -> None:
     assert (await net.phone.sync_now(net.url(net.r1))).ok
     async with CutProxy(net.r1.port, b"GET /v1/blobs/", "down", PHOTO // 2) as cutting:
@@ -333,6 +349,7 @@ def _range_starts(proxy: CutProxy) -> dict[bytes, int]:
 # --- push: PUT from X-Estafet-Offset ------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("one_photo_at_a_time")
 @pytest.mark.parametrize("cut_after", [1_000, 123_456, PHOTO - 10])
 async def test_push_cut_mid_photo_resumes_from_offset(net: Net, cut_after: int) -> None:
     async with CutProxy(net.r1.port, b"PUT /v1/blobs/", "up", cut_after) as proxy:
@@ -357,6 +374,7 @@ async def test_push_cut_mid_photo_resumes_from_offset(net: Net, cut_after: int) 
     assert net.phone.stats.blob_bytes_out - net.total >= resent
 
 
+@pytest.mark.usefixtures("one_photo_at_a_time")
 async def test_another_uploader_starts_its_own_partial_and_the_cut_one_goes(net: Net) -> None:
     """The phone's upload to r2 is cut; r1 (which got the photos from the phone) uploads it.
     Partial photos are per uploader (issue 11, item 3: anyone could overwrite a wanted partial
@@ -382,6 +400,64 @@ async def test_another_uploader_starts_its_own_partial_and_the_cut_one_goes(net:
     resent = cutting.body_bytes() + counting.body_bytes() - net.total
     print(f"photo bytes re-sent after a cut, finished by another uploader: {resent}")
     assert 0 <= resent <= kept + RESEND_BOUND
+
+
+# --- a dropped link with photos in flight ---------------------------------------------------------
+
+
+def _held(node: Node, net: Net) -> tuple[dict[bytes, int], int]:
+    """What ``node`` keeps after a cut: partial bytes per unfinished photo, and the bytes of
+    the photos it holds complete."""
+    kept = {s: net.partial(node, s) for s in net.shas if not node.store.blobs.has(s)}
+    done = sum(len(p) for s, p in zip(net.shas, net.photos, strict=True) if s not in kept)
+    return kept, done
+
+
+@pytest.mark.parametrize("cut_after", [PHOTO + 50_000, 2 * PHOTO])
+async def test_push_link_drop_with_photos_in_flight_loses_nothing(net: Net, cut_after: int) -> None:
+    """Three photos upload at once; the link drops (every connection) after ``cut_after``
+    photo bytes in all (more than one photo's worth). Each unfinished photo keeps every byte
+    that reached the receiver, and the next session sends each from exactly there."""
+    assert sync.PHOTOS_IN_FLIGHT >= 2
+    async with CutProxy(net.r1.port, b"PUT /v1/blobs/", "up", cut_after, cut_all=True) as proxy:
+        first = await net.phone.sync_now(proxy.url)
+        assert not first.ok and "unreachable" in first.error
+        await _uploads_settled()
+        crossed = proxy.body_bytes()
+        kept, done = _held(net.r1, net)
+        assert len(proxy.segments) >= 2  # more than one photo was on its way
+        assert kept and any(0 < k < PHOTO for k in kept.values())
+        again = await net.phone.sync_now(proxy.url)
+        assert again.ok, again.error
+        offsets = _offsets(proxy)
+        assert {s: offsets[s] for s in kept} == kept  # each from where it stopped
+    await _integrity(net.r1, net)
+    resent = proxy.body_bytes() - net.total
+    print(f"photo bytes re-sent after a dropped link, 3 in flight: {resent}")
+    assert resent == crossed - sum(kept.values()) - done
+    assert 0 <= resent <= RESEND_BOUND
+
+
+@pytest.mark.parametrize("cut_after", [PHOTO + 50_000, 2 * PHOTO])
+async def test_pull_link_drop_with_photos_in_flight_loses_nothing(net: Net, cut_after: int) -> None:
+    assert (await net.phone.sync_now(net.url(net.r1))).ok
+    async with CutProxy(net.r1.port, b"GET /v1/blobs/", "down", cut_after, cut_all=True) as proxy:
+        first = await net.r2.sync_now(proxy.url)
+        assert not first.ok and "unreachable" in first.error
+        crossed = proxy.body_bytes()
+        kept, done = _held(net.r2, net)
+        assert len(proxy.segments) >= 2
+        assert kept and any(0 < k < PHOTO for k in kept.values())
+        again = await net.r2.sync_now(proxy.url)
+        assert again.ok, again.error
+        starts = _range_starts(proxy)
+        assert {s: starts[s] for s in kept} == kept
+    await _integrity(net.r2, net)
+    resent = proxy.body_bytes() - net.total
+    print(f"photo bytes re-sent after a dropped link, 3 in flight: {resent}")
+    assert resent == crossed - sum(kept.values()) - done
+    assert 0 <= resent <= RESEND_BOUND
+    assert net.r2.stats.blob_bytes_resent == 0
 
 
 def _offsets(proxy: CutProxy) -> dict[bytes, int]:
